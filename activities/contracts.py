@@ -1,0 +1,130 @@
+"""Inputs and outputs of every activity, shared by the workflow (caller) and the providers (callees).
+
+All are pydantic models so they travel through `pydantic_data_converter`. None carries a secret: secrets are
+referenced by name (`secretRef`) and read inside the activity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from canaryflow.spec import AlertProvider, Canary, MetricTemplate
+
+# Wire names of the activities. Frozen: renaming one breaks running releases.
+ACT_WORKLOAD_INITIALIZE = "workload.initialize"
+ACT_WORKLOAD_CHECK_READY = "workload.check_ready"
+ACT_WORKLOAD_SCALE_FROM_ZERO = "workload.scale_from_zero"
+ACT_WORKLOAD_SCALE_TO_ZERO = "workload.scale_to_zero"
+ACT_WORKLOAD_PROMOTE = "workload.promote"
+ACT_ROUTER_RECONCILE = "router.reconcile"
+ACT_ROUTER_SET_ROUTES = "router.set_routes"
+ACT_ROUTER_GET_ROUTES = "router.get_routes"
+ACT_METRIC_QUERY = "metrics.query"
+ACT_WEBHOOK_CALL = "webhook.call"
+ACT_NOTIFY_ALERT = "notify.alert"
+
+# ApplicationError types raised by activities. Non-retryable ones end the release with a rollback.
+ERR_NOT_READY = "NotReady"  # retryable: the workload is still rolling out
+ERR_PROGRESS_DEADLINE = "ProgressDeadlineExceeded"  # non-retryable
+ERR_INVALID_SPEC = "InvalidSpec"  # non-retryable
+ERR_NOT_FOUND = "TargetNotFound"  # non-retryable
+ERR_PROVIDER_UNKNOWN = "ProviderNotRegistered"  # non-retryable
+NON_RETRYABLE_ERRORS = [ERR_PROGRESS_DEADLINE, ERR_INVALID_SPEC, ERR_NOT_FOUND, ERR_PROVIDER_UNKNOWN]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReleaseTarget(_Model):
+    """What every workload/router activity acts on: the canary (spec only, no secrets) and its revision."""
+
+    canary: Canary
+    revision: str = ""
+    image: str | None = None  # `canaryflow release --image`: the new version the target is set to
+
+    @property
+    def key(self) -> str:
+        return f"{self.canary.metadata.namespace}/{self.canary.metadata.name}"
+
+
+class ReadinessCheck(_Model):
+    target: ReleaseTarget
+    workload: Literal["primary", "canary"]
+    # Readiness threshold in percent of updated replicas that must be available (Flagger's *ReadyThreshold).
+    threshold_percent: int = 100
+    # Seconds since the rollout started that the workload may take before ProgressDeadlineExceeded.
+    progress_deadline_seconds: int = 600
+    rollout_started_at: float = 0.0  # unix seconds, set by the workflow from workflow.now()
+
+
+class SessionAffinityRoute(_Model):
+    cookie_name: str
+    cookie_value: str
+    max_age: int = 86400
+    previous_cookie: str = ""
+    primary_cookie_name: str = ""
+    primary_cookie_value: str = ""
+
+
+class Routes(_Model):
+    primary_weight: int = Field(ge=0, le=100)
+    canary_weight: int = Field(ge=0, le=100)
+    mirrored: bool = False
+
+
+class SetRoutes(_Model):
+    target: ReleaseTarget
+    routes: Routes
+    session_affinity: SessionAffinityRoute | None = None
+
+
+class MetricQuery(_Model):
+    """One metric check. The workflow passes the canary metric and its resolved template (no secret values)."""
+
+    target: ReleaseTarget
+    metric_name: str
+    template: MetricTemplate | None = None  # None for builtin metrics (request-success-rate, request-duration)
+    interval: str = "1m"
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class MetricValue(_Model):
+    """Result of a metric query. `value is None` means the provider found no values (Flagger's ErrNoValuesFound)."""
+
+    value: float | None
+    query: str = ""
+
+
+class WebhookCall(_Model):
+    name: str
+    type: str
+    url: str
+    timeout_seconds: float = 10.0
+    retries: int = 0
+    disable_tls: bool = False
+    # Flagger's CanaryWebhookPayload: name, namespace, phase, checksum, metadata.
+    payload: dict[str, Any]
+
+
+class WebhookResult(_Model):
+    ok: bool
+    status_code: int | None = None
+    message: str = ""
+    attempts: int = 1
+
+
+class Alert(_Model):
+    canary_name: str
+    canary_namespace: str
+    provider: AlertProvider
+    severity: Literal["info", "warn", "error"]
+    message: str
+    fields: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertResult(_Model):
+    delivered: bool
+    message: str = ""

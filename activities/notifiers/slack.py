@@ -1,0 +1,41 @@
+"""Slack notifier with Flagger's message layout (pkg/notifier/slack.go)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.contracts import Alert
+from activities.notifiers.base import NotificationError, post_notification
+
+
+def slack_payload(alert: Alert) -> dict[str, Any]:
+    """One attachment: green unless the event is an error (warn stays green, as in Flagger)."""
+    spec = alert.provider.spec
+    return {
+        "channel": spec.channel,
+        "username": spec.username,
+        "icon_emoji": ":rocket:",
+        "attachments": [
+            {
+                "color": "danger" if alert.severity == "error" else "good",
+                "author_name": f"{alert.canary_name}.{alert.canary_namespace}",
+                "text": alert.message,
+                "mrkdwn_in": ["text"],
+                "fields": [
+                    {"title": title, "value": value, "short": False} for title, value in alert.fields.items()
+                ],
+            }
+        ],
+    }
+
+
+class SlackNotifier:
+    async def send(self, alert: Alert, address: str, token: str | None, proxy: str | None) -> None:
+        response = await post_notification(address, slack_payload(alert), token, proxy)
+        # With a bot token the address is the Web API (chat.postMessage): it reports errors in a 200 answer.
+        if token and response.headers.get("content-type", "").startswith("application/json"):
+            answer = response.json()
+            if isinstance(answer, dict) and answer.get("ok") is False:
+                raise NotificationError(
+                    f"Slack API refused the message: {answer.get('error', 'unknown error')}"
+                )

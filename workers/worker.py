@@ -1,0 +1,149 @@
+"""The Temporal worker process: runs canaryflow's workflows and activities on the task queue.
+
+`python -m workers.worker` (or `canaryflow worker`) runs until SIGTERM/SIGINT, then lets in-flight activities
+finish for up to `graceful_shutdown_seconds` before exiting 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from canaryflow.settings import Settings, load_settings
+from canaryflow.temporal_client import TemporalUnavailable, connect, metrics_runtime
+
+log = logging.getLogger("canaryflow.worker")
+
+# Imported once by the worker and shared with the sandbox instead of being re-imported per workflow run:
+# our own deterministic models and contracts, and heavy third-party libraries activities pull in.
+SANDBOX_PASSTHROUGH_MODULES = (
+    "canaryflow",
+    "activities",
+    "yaml",
+    "httpx",
+    "kubernetes",
+    "prometheus_api_client",
+    "datadog_api_client",
+    "boto3",
+    "botocore",
+)
+
+EXIT_TEMPORAL_UNAVAILABLE = 3
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    workflows: Sequence[type] | None = None,
+    activities: Sequence[Callable[..., Any]] | None = None,
+) -> Worker:
+    """A worker for `settings.task_queue`; defaults to every canaryflow workflow and activity."""
+    if workflows is None:
+        from workflows import ALL_WORKFLOWS
+
+        workflows = ALL_WORKFLOWS
+    if activities is None:
+        from activities.registry import default_activities
+
+        activities = default_activities()
+    # Sync activities (e.g. the blocking kubernetes client) need threads; size them like the activity slots.
+    needs_threads = any(not _is_async_callable(activity) for activity in activities)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=list(workflows),
+        activities=list(activities),
+        activity_executor=(
+            ThreadPoolExecutor(settings.max_concurrent_activities, thread_name_prefix="activity")
+            if needs_threads
+            else None
+        ),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH_MODULES)
+        ),
+    )
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    workflows: Sequence[type] | None = None,
+    activities: Sequence[Callable[..., Any]] | None = None,
+) -> None:
+    """Poll until SIGTERM/SIGINT (handled on the main thread) or `stop` is set, then shut down gracefully.
+
+    `ready` is set once the worker polls. Raises TemporalUnavailable if the server cannot be reached.
+    """
+    stop = stop or asyncio.Event()
+    with _stop_on_signals(stop):
+        runtime = metrics_runtime(settings.worker_metrics_bind) if settings.worker_metrics_bind else None
+        client = await connect(settings, runtime=runtime)
+        worker = build_worker(client, settings, workflows=workflows, activities=activities)
+        async with worker:
+            log.info(
+                "worker polling task queue %s on %s (namespace %s)",
+                settings.task_queue,
+                settings.temporal_address,
+                settings.temporal_namespace,
+            )
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            log.info(
+                "worker stopping; in-flight activities get up to %ss", settings.graceful_shutdown_seconds
+            )
+    log.info("worker stopped")
+
+
+@contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Turn SIGTERM/SIGINT into `stop.set()`; signal handlers can only be installed on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def main() -> None:
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_worker(settings))
+    except TemporalUnavailable as err:
+        print(f"canaryflow worker: {err}", file=sys.stderr)
+        sys.exit(EXIT_TEMPORAL_UNAVAILABLE)
+
+
+if __name__ == "__main__":
+    main()
