@@ -6,6 +6,9 @@ decided here, from the spec, through one registry per capability (like Flagger's
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -103,7 +106,7 @@ async def metric_query(query: c.MetricQuery) -> c.MetricValue:
     return c.MetricValue(value=value, query=rendered)
 
 
-DISPATCH_ACTIVITIES = [
+DISPATCH_ACTIVITIES: list[Callable[..., Any]] = [
     workload_initialize,
     workload_check_ready,
     workload_scale_from_zero,

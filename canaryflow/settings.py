@@ -42,9 +42,7 @@ class Settings(BaseSettings):
         default=f"127.0.0.1:{DEFAULT_DEV_PORT}", validation_alias=_temporal_env("TEMPORAL_ADDRESS")
     )
     temporal_namespace: str = Field(default="default", validation_alias=_temporal_env("TEMPORAL_NAMESPACE"))
-    temporal_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_temporal_env("TEMPORAL_API_KEY")
-    )
+    temporal_api_key: SecretStr | None = Field(default=None, validation_alias=_temporal_env("TEMPORAL_API_KEY"))
     # Turned on automatically by an API key or a client certificate unless set explicitly.
     temporal_tls: bool = Field(default=False, validation_alias=_temporal_env("TEMPORAL_TLS"))
     temporal_tls_client_cert_path: Path | None = Field(

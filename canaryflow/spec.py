@@ -491,8 +491,7 @@ class SessionAffinity(SpecModel):
                 ("primaryCookieName",),
                 self.primary_cookie_name,
                 f"primaryCookieName and cookieName are both `{self.cookie_name}`",
-                "give the primary cookie a different name, e.g. "
-                f"`primaryCookieName: {self.cookie_name}-primary`",
+                f"give the primary cookie a different name, e.g. `primaryCookieName: {self.cookie_name}-primary`",
             )
         problems.raise_if_any()
         return self
@@ -528,8 +527,7 @@ class CanaryAnalysis(SpecModel):
                 problems.add(
                     (index,),
                     weights[index],
-                    f"stepWeights must be strictly increasing, "
-                    f"but {weights[index]} follows {weights[index - 1]}",
+                    f"stepWeights must be strictly increasing, but {weights[index]} follows {weights[index - 1]}",
                     "list the absolute canary weights in ascending order, e.g. [1, 5, 10, 50]",
                 )
         problems.raise_if_any()

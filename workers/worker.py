@@ -108,9 +108,7 @@ async def run_worker(
             if ready is not None:
                 ready.set()
             await stop.wait()
-            log.info(
-                "worker stopping; in-flight activities get up to %ss", settings.graceful_shutdown_seconds
-            )
+            log.info("worker stopping; in-flight activities get up to %ss", settings.graceful_shutdown_seconds)
     log.info("worker stopped")
 
 

@@ -210,18 +210,26 @@ class StepAction:
     writes_routes: bool = True
 
 
-
 def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrored: bool) -> StepAction:
     """Flagger's runCanary / runAB / runBlueGreen after a passing tick, from the current routes and iteration."""
     primary_weight = TOTAL_WEIGHT - canary_weight
     if plan.strategy == Strategy.AB_TESTING:
         if plan.iterations > iterations:
             return StepAction(
-                ActionKind.ADVANCE, 0, TOTAL_WEIGHT, False, iterations + 1,
+                ActionKind.ADVANCE,
+                0,
+                TOTAL_WEIGHT,
+                False,
+                iterations + 1,
                 message=f"Advance canary iteration {iterations + 1}/{plan.iterations}",
             )
         return StepAction(
-            ActionKind.PROMOTE, primary_weight, canary_weight, mirrored, iterations, confirm_promotion=True,
+            ActionKind.PROMOTE,
+            primary_weight,
+            canary_weight,
+            mirrored,
+            iterations,
+            confirm_promotion=True,
             message="Copying canary template spec to primary",
         )
     if plan.strategy == Strategy.BLUE_GREEN:
@@ -239,20 +247,37 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
         if plan.iterations == iterations:
             if plan.provider == "kubernetes":
                 return StepAction(
-                    ActionKind.ROUTE_ALL_TO_CANARY, primary_weight, canary_weight, mirrored, iterations + 1,
-                    confirm_promotion=True, message="Blue/green analysis completed", writes_routes=False,
+                    ActionKind.ROUTE_ALL_TO_CANARY,
+                    primary_weight,
+                    canary_weight,
+                    mirrored,
+                    iterations + 1,
+                    confirm_promotion=True,
+                    message="Blue/green analysis completed",
+                    writes_routes=False,
                 )
             message = (
-                "Stop traffic mirroring and route all traffic to canary" if plan.mirror
+                "Stop traffic mirroring and route all traffic to canary"
+                if plan.mirror
                 else "Routing all traffic to canary"
             )
             return StepAction(
-                ActionKind.ROUTE_ALL_TO_CANARY, 0, TOTAL_WEIGHT, False, iterations + 1,
-                confirm_promotion=True, message=message,
+                ActionKind.ROUTE_ALL_TO_CANARY,
+                0,
+                TOTAL_WEIGHT,
+                False,
+                iterations + 1,
+                confirm_promotion=True,
+                message=message,
             )
         # Flagger runs the confirm-promotion hooks before this branch too, so the gate is checked again here.
         return StepAction(
-            ActionKind.PROMOTE, primary_weight, canary_weight, mirrored, iterations, confirm_promotion=True,
+            ActionKind.PROMOTE,
+            primary_weight,
+            canary_weight,
+            mirrored,
+            iterations,
+            confirm_promotion=True,
             message="Copying canary template spec to primary",
         )
     # canary: progressive weights
@@ -261,23 +286,42 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
         if plan.mirror and canary_weight == 0:
             if not mirrored:
                 return StepAction(
-                    ActionKind.ADVANCE, TOTAL_WEIGHT, 0, True, iterations,
-                    confirm_traffic_increase=True, message="Start traffic mirroring",
+                    ActionKind.ADVANCE,
+                    TOTAL_WEIGHT,
+                    0,
+                    True,
+                    iterations,
+                    confirm_traffic_increase=True,
+                    message="Start traffic mirroring",
                 )
             new_canary = step
             return StepAction(
-                ActionKind.ADVANCE, TOTAL_WEIGHT - new_canary, new_canary, False, iterations,
+                ActionKind.ADVANCE,
+                TOTAL_WEIGHT - new_canary,
+                new_canary,
+                False,
+                iterations,
                 # Flagger skips the confirm-traffic-increase hook while the current routes are mirrored.
                 message=f"Advance canary weight {new_canary}",
             )
         new_canary = min(TOTAL_WEIGHT, canary_weight + step)
         new_primary = max(0, primary_weight - step)
         return StepAction(
-            ActionKind.ADVANCE, new_primary, new_canary, mirrored, iterations,
-            confirm_traffic_increase=not mirrored, message=f"Advance canary weight {new_canary}",
+            ActionKind.ADVANCE,
+            new_primary,
+            new_canary,
+            mirrored,
+            iterations,
+            confirm_traffic_increase=not mirrored,
+            message=f"Advance canary weight {new_canary}",
         )
     return StepAction(
-        ActionKind.PROMOTE, primary_weight, canary_weight, mirrored, iterations, confirm_promotion=True,
+        ActionKind.PROMOTE,
+        primary_weight,
+        canary_weight,
+        mirrored,
+        iterations,
+        confirm_promotion=True,
         message="Copying canary template spec to primary",
     )
 
@@ -339,13 +383,9 @@ def metric_verdict(
         return MetricVerdict(False, f"Halt advancement no values found for metric {name}{suffix}")
     label = {BUILTIN_SUCCESS_RATE: "success rate", BUILTIN_DURATION: "request duration"}.get(name, name)
     if minimum is not None and value < minimum:
-        return MetricVerdict(
-            False, f"Halt advancement {label} {_format(name, value)} < {_format(name, minimum)}"
-        )
+        return MetricVerdict(False, f"Halt advancement {label} {_format(name, value)} < {_format(name, minimum)}")
     if maximum is not None and value > maximum:
-        return MetricVerdict(
-            False, f"Halt advancement {label} {_format(name, value)} > {_format(name, maximum)}"
-        )
+        return MetricVerdict(False, f"Halt advancement {label} {_format(name, value)} > {_format(name, maximum)}")
     return MetricVerdict(True, f"{label} {_format(name, value)} within range")
 
 
@@ -377,6 +417,20 @@ def traffic_routing_description(plan: AnalysisPlan) -> str:
 
 
 SEVERITY_RANK = {"info": 0, "warn": 1, "error": 2}
+
+
+def alert_wanted(alert_severity: str, event_severity: str) -> bool:
+    """Whether an alert configured with `alert_severity` fires for an event of `event_severity`.
+
+    `info` means every event, `warn` warn and error events, `error` error events only. An empty alert severity
+    means `info`, as Flagger documents; Flagger's code never fires such an alert, a quirk fixed on purpose.
+    An unknown severity on either side never fires.
+    """
+    wanted_rank = SEVERITY_RANK.get(alert_severity or "info")
+    event_rank = SEVERITY_RANK.get(event_severity)
+    if wanted_rank is None or event_rank is None:
+        return False
+    return event_rank >= wanted_rank
 
 
 def promoted_condition(phase: Phase, kind: str = "Deployment") -> tuple[str, str]:

@@ -8,6 +8,7 @@ every side effect is an activity; humans steer it with signals or updates that s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from activities import contracts as c
+    from activities.webhooks import webhook_activity_timeout
     from canaryflow import shared
     from canaryflow.spec import CanaryMetric, CanaryWebhook, WebhookType
     from workflows import decisions as d
@@ -38,7 +40,11 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 
 ERR_ROLLED_BACK = "ReleaseRolledBack"
 MANUAL_GATE_URL = "manual"
-GATE_TYPES = (WebhookType.CONFIRM_ROLLOUT, WebhookType.CONFIRM_TRAFFIC_INCREASE, WebhookType.CONFIRM_PROMOTION)
+GATE_TYPES = (
+    WebhookType.CONFIRM_ROLLOUT,
+    WebhookType.CONFIRM_TRAFFIC_INCREASE,
+    WebhookType.CONFIRM_PROMOTION,
+)
 
 # Forward steps: bounded retries, then the release rolls back (a permanent activity failure).
 FORWARD_RETRY = RetryPolicy(
@@ -60,7 +66,9 @@ READINESS_RETRY = RetryPolicy(
 )
 # A metric query that fails counts as a failed check (Flagger); one quick retry absorbs a worker restart.
 METRIC_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
+# Webhook activities retry HTTP themselves (Flagger's `retries`); a second attempt only covers a lost worker.
+WEBHOOK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
 STEP_TIMEOUT = timedelta(seconds=60)
 
 
@@ -240,7 +248,9 @@ class CanaryRelease:
 
         action = d.next_action(plan, state.canary_weight, state.iterations, state.mirrored)
         if action.confirm_traffic_increase and not await self._gate(WebhookType.CONFIRM_TRAFFIC_INCREASE):
-            await self._gate_alert(WebhookType.CONFIRM_TRAFFIC_INCREASE, "Canary traffic increase is waiting for approval.")
+            await self._gate_alert(
+                WebhookType.CONFIRM_TRAFFIC_INCREASE, "Canary traffic increase is waiting for approval."
+            )
             return False
         if action.confirm_promotion and not await self._gate(WebhookType.CONFIRM_PROMOTION):
             if state.phase != d.Phase.WAITING_PROMOTION:
@@ -279,8 +289,10 @@ class CanaryRelease:
         await self._act(c.ACT_WORKLOAD_SCALE_TO_ZERO, self._target(), summary="scale canary to zero")
         state.stage = Stage.DONE
         self._set_phase(d.Phase.SUCCEEDED)
-        state.outcome = "Canary analysis was skipped, promotion finished." if skipped else (
-            "Canary analysis completed successfully, promotion finished."
+        state.outcome = (
+            "Canary analysis was skipped, promotion finished."
+            if skipped
+            else ("Canary analysis completed successfully, promotion finished.")
         )
         await self._run_hooks(WebhookType.POST_ROLLOUT)
         await self._event(f"Promotion completed! Scaling down {self._target_name()}")
@@ -335,7 +347,10 @@ class CanaryRelease:
         self._apply_routes(100, 0, False)
         await self._event(f"Canary failed! Scaling down {self._target_name()}", warning=True)
         await self._act(
-            c.ACT_WORKLOAD_SCALE_TO_ZERO, self._target(), summary="rollback: scale canary to zero", retry=ROLLBACK_RETRY
+            c.ACT_WORKLOAD_SCALE_TO_ZERO,
+            self._target(),
+            summary="rollback: scale canary to zero",
+            retry=ROLLBACK_RETRY,
         )
         state.stage = Stage.DONE
         state.outcome = reason
@@ -378,8 +393,12 @@ class CanaryRelease:
         )
         try:
             result = await self._act(
-                c.ACT_METRIC_QUERY, query, result_type=c.MetricValue, summary=f"metric {metric.name}",
-                retry=METRIC_RETRY, timeout=timedelta(seconds=30),
+                c.ACT_METRIC_QUERY,
+                query,
+                result_type=c.MetricValue,
+                summary=f"metric {metric.name}",
+                retry=METRIC_RETRY,
+                timeout=timedelta(seconds=30),
             )
         except ActivityError as failure:
             self._state.last_metrics[metric.name] = None
@@ -409,7 +428,10 @@ class CanaryRelease:
         for hook in self._hooks(hook_type):
             result = await self._call_hook(hook, phase)
             if not result.ok:
-                self._log("warning", f"Halt advancement: {hook_type.value} check {hook.name} failed: {result.message}")
+                self._log(
+                    "warning",
+                    f"Halt advancement: {hook_type.value} check {hook.name} failed: {result.message}",
+                )
                 return False
             self._log("webhook", f"{hook_type.value} check {hook.name} passed")
         return True
@@ -461,11 +483,19 @@ class CanaryRelease:
 
     async def _call_hook(self, hook: CanaryWebhook, phase: d.Phase | None) -> c.WebhookResult:
         call = self._webhook_call(hook, phase or d.Phase(self._state.phase))
-        return await self._act(
-            c.ACT_WEBHOOK_CALL, call, result_type=c.WebhookResult, summary=f"{hook.type.value} hook {hook.name}",
-            retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2),
-            timeout=_webhook_timeout(call),
-        )
+        try:
+            result: c.WebhookResult = await self._act(
+                c.ACT_WEBHOOK_CALL,
+                call,
+                result_type=c.WebhookResult,
+                summary=f"{hook.type.value} hook {hook.name}",
+                retry=WEBHOOK_RETRY,
+                timeout=webhook_activity_timeout(call),
+            )
+        except ActivityError as failure:
+            # The HTTP retries happen inside the activity; this is a lost worker or a timeout: a failed hook.
+            return c.WebhookResult(ok=False, message=_failure_message(failure))
+        return result
 
     def _webhook_call(
         self, hook: CanaryWebhook, phase: d.Phase, extra_metadata: dict[str, str] | None = None
@@ -525,7 +555,11 @@ class CanaryRelease:
         )
 
     def _apply_routes(self, primary: int, canary: int, mirrored: bool) -> None:
-        self._state.primary_weight, self._state.canary_weight, self._state.mirrored = primary, canary, mirrored
+        self._state.primary_weight, self._state.canary_weight, self._state.mirrored = (
+            primary,
+            canary,
+            mirrored,
+        )
         self._publish()
 
     async def _wait_ready(self, workload: str) -> None:
@@ -534,7 +568,8 @@ class CanaryRelease:
         analysis = spec.analysis
         threshold = (
             (analysis.primary_ready_threshold if workload == "primary" else analysis.canary_ready_threshold)
-            if analysis else 100
+            if analysis
+            else 100
         )
         started = self._state.started_at or workflow.now()
         remaining = spec.progress_deadline_seconds - (workflow.now() - started).total_seconds()
@@ -547,8 +582,11 @@ class CanaryRelease:
         )
         try:
             await self._act(
-                c.ACT_WORKLOAD_CHECK_READY, check, summary=f"wait for {workload} readiness",
-                retry=READINESS_RETRY, timeout=timedelta(seconds=30),
+                c.ACT_WORKLOAD_CHECK_READY,
+                check,
+                summary=f"wait for {workload} readiness",
+                retry=READINESS_RETRY,
+                timeout=timedelta(seconds=30),
                 schedule_to_close=timedelta(seconds=max(remaining, 0) + 30),
             )
         except ActivityError as failure:
@@ -564,18 +602,22 @@ class CanaryRelease:
         self._state.next_tick_at = workflow.now() + timedelta(seconds=interval)
         self._publish()
         seen = self._command_seq
-        try:
+        with contextlib.suppress(TimeoutError):  # the interval elapsed without a command
             await workflow.wait_condition(
-                lambda: self._command_seq != seen, timeout=timedelta(seconds=interval), timeout_summary=summary
+                lambda: self._command_seq != seen,
+                timeout=timedelta(seconds=interval),
+                timeout_summary=summary,
             )
-        except TimeoutError:
-            pass
         self._state.next_tick_at = None
 
     async def _wait_while_paused(self) -> None:
         await workflow.wait_condition(
-            lambda: not self._state.paused or self._pending.abort is not None
-            or self._pending.new_revision is not None or self._pending.promote is not None,
+            lambda: (
+                not self._state.paused
+                or self._pending.abort is not None
+                or self._pending.new_revision is not None
+                or self._pending.promote is not None
+            ),
             timeout_summary="paused",
         )
 
@@ -599,7 +641,10 @@ class CanaryRelease:
         info = workflow.info()
         if self._pending.approvals or self._state.waiting_gates:
             return  # carry no half-handled command across runs
-        if info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._request.history_event_limit:
+        if (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._request.history_event_limit
+        ):
             raise _ContinueAsNew()
 
     def _continued_request(self) -> ReleaseRequest:
@@ -626,7 +671,11 @@ class CanaryRelease:
             return f"release is already paused by {self._state.paused_by or 'unknown'}"
         elif kind == "resume" and not self._state.paused:
             return "release is not paused"
-        elif kind == "promote" and phase not in (d.Phase.WAITING, d.Phase.PROGRESSING, d.Phase.WAITING_PROMOTION):
+        elif kind == "promote" and phase not in (
+            d.Phase.WAITING,
+            d.Phase.PROGRESSING,
+            d.Phase.WAITING_PROMOTION,
+        ):
             return f"cannot promote in phase {phase}"
         return ""
 
@@ -777,8 +826,12 @@ class CanaryRelease:
             # User metadata never overrides the event fields.
             call.payload["metadata"] = {**dict(hook.metadata), **extra}
             await self._act(
-                c.ACT_WEBHOOK_CALL, call, result_type=c.WebhookResult, summary=f"event hook {hook.name}",
-                retry=NOTIFY_RETRY, timeout=_webhook_timeout(call),
+                c.ACT_WEBHOOK_CALL,
+                call,
+                result_type=c.WebhookResult,
+                summary=f"event hook {hook.name}",
+                retry=NOTIFY_RETRY,
+                timeout=webhook_activity_timeout(call),
             )
 
     async def _alert(self, message: str, severity: str, *, with_metadata: bool = False) -> None:
@@ -787,22 +840,32 @@ class CanaryRelease:
             return
         fields = self._alert_fields() if with_metadata or severity != "info" else {}
         for alert in analysis.alerts:
-            if not _alert_wanted(alert.severity, severity):
+            if not d.alert_wanted(alert.severity, severity):
                 continue
             namespace = alert.provider_ref.namespace or self._state.namespace
             provider = self._request.alert_providers.get(f"{namespace}/{alert.provider_ref.name}")
             if provider is None:
-                self._log("warning", f"alert {alert.name}: AlertProvider {namespace}/{alert.provider_ref.name} not found")
+                self._log(
+                    "warning",
+                    f"alert {alert.name}: AlertProvider {namespace}/{alert.provider_ref.name} not found",
+                )
                 continue
             payload = c.Alert(
-                canary_name=self._state.name, canary_namespace=self._state.namespace, provider=provider,
-                severity=severity,  # type: ignore[arg-type]
-                message=message, fields=fields,
+                canary_name=self._state.name,
+                canary_namespace=self._state.namespace,
+                provider=provider,
+                severity=severity,
+                message=message,
+                fields=fields,
             )
             try:
                 result = await self._act(
-                    c.ACT_NOTIFY_ALERT, payload, result_type=c.AlertResult, summary=f"alert {alert.name}",
-                    retry=NOTIFY_RETRY, timeout=timedelta(seconds=30),
+                    c.ACT_NOTIFY_ALERT,
+                    payload,
+                    result_type=c.AlertResult,
+                    summary=f"alert {alert.name}",
+                    retry=NOTIFY_RETRY,
+                    timeout=timedelta(seconds=30),
                 )
                 if not result.delivered:
                     self._log("warning", f"alert {alert.name} not delivered: {result.message}")
@@ -820,9 +883,7 @@ class CanaryRelease:
 
     def _log(self, kind: str, message: str, actor: str = "") -> None:
         state = self._state
-        state.decisions.append(
-            Decision(at=workflow.now(), phase=state.phase, kind=kind, message=message, actor=actor)
-        )
+        state.decisions.append(Decision(at=workflow.now(), phase=state.phase, kind=kind, message=message, actor=actor))
         if len(state.decisions) > DECISION_LOG_LIMIT:
             overflow = len(state.decisions) - DECISION_LOG_LIMIT
             del state.decisions[:overflow]
@@ -850,7 +911,7 @@ class CanaryRelease:
         keys = {k.name: k for k in shared.SEARCH_ATTRIBUTES}
         updates = [keys[name].value_set(value) for name, value in wanted.items() if self._published.get(name) != value]
         if updates:
-            workflow.upsert_search_attributes(updates)  # type: ignore[arg-type]
+            workflow.upsert_search_attributes(updates)
             self._published.update(wanted)
         workflow.set_current_details(self._details())
 
@@ -859,15 +920,18 @@ class CanaryRelease:
         gates = ", ".join(s.waiting_gates) or "none"
         metrics = ", ".join(f"{k}={'no values' if v is None else f'{v:g}'}" for k, v in s.last_metrics.items()) or "-"
         progress = (
-            f"iteration {s.iterations}/{self._plan.iterations}" if self._plan.strategy != d.Strategy.CANARY
+            f"iteration {s.iterations}/{self._plan.iterations}"
+            if self._plan.strategy != d.Strategy.CANARY
             else f"weight {s.canary_weight}/{self._plan.max_weight}"
         )
+        mirrored = " (mirrored)" if s.mirrored else ""
         lines = [
             f"## {s.namespace}/{s.name} — **{s.phase}**" + (" (paused)" if s.paused else ""),
-            "| | |", "|---|---|",
+            "| | |",
+            "|---|---|",
             f"| revision | `{s.revision}` |",
             f"| strategy | {s.strategy}: {progress} |",
-            f"| routes | primary {s.primary_weight}% / canary {s.canary_weight}%{' (mirrored)' if s.mirrored else ''} |",
+            f"| routes | primary {s.primary_weight}% / canary {s.canary_weight}%{mirrored} |",
             f"| failed checks | {s.failed_checks}/{s.threshold} |",
             f"| last metrics | {metrics} |",
             f"| waiting gates | {gates} |",
@@ -926,8 +990,14 @@ class CanaryRelease:
     def _result(self) -> ReleaseResult:
         s = self._state
         return ReleaseResult(
-            name=s.name, namespace=s.namespace, revision=s.revision, phase=s.phase, message=s.outcome,
-            canary_weight=s.canary_weight, failed_checks=s.failed_checks, iterations=s.iterations,
+            name=s.name,
+            namespace=s.namespace,
+            revision=s.revision,
+            phase=s.phase,
+            message=s.outcome,
+            canary_weight=s.canary_weight,
+            failed_checks=s.failed_checks,
+            iterations=s.iterations,
         )
 
     def _canary_id(self) -> str:
@@ -946,8 +1016,15 @@ class CanaryRelease:
         provider = spec.provider or ""
         if analysis is None:
             return d.make_plan(
-                provider=provider, iterations=0, has_match=False, step_weight=0, step_weights=(),
-                max_weight=None, step_weight_promotion=0, mirror=False, threshold=1,
+                provider=provider,
+                iterations=0,
+                has_match=False,
+                step_weight=0,
+                step_weights=(),
+                max_weight=None,
+                step_weight_promotion=0,
+                mirror=False,
+                threshold=1,
             )
         return d.make_plan(
             provider=provider,
@@ -973,18 +1050,6 @@ class _ContinueAsNew(Exception):
 
 def _reasoned(message: str, reason: str) -> str:
     return f"{message}: {reason}" if reason else message
-
-
-def _alert_wanted(alert_severity: str, event_severity: str) -> bool:
-    """Flagger's filter, with its quirk fixed: an empty alert severity means info (everything)."""
-    wanted = d.SEVERITY_RANK.get(alert_severity or "info", 0)
-    return d.SEVERITY_RANK.get(event_severity, 0) >= wanted
-
-
-def _webhook_timeout(call: c.WebhookCall) -> timedelta:
-    attempts = call.retries + 1
-    backoff = sum(min(2.0**i, 30.0) for i in range(call.retries))
-    return timedelta(seconds=attempts * call.timeout_seconds + backoff + 10)
 
 
 def _random_letters(count: int) -> str:

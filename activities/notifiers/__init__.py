@@ -5,11 +5,11 @@ from activities.notifiers.base import (
     NotificationError,
     Notifier,
     NotifierNotRegistered,
-    alert_wanted,
     get_notifier,
     register_notifier,
 )
 from activities.notifiers.slack import SlackNotifier
+from workflows.decisions import alert_wanted
 
 register_notifier("slack", SlackNotifier())
 

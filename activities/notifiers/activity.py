@@ -31,14 +31,8 @@ async def send_alert(alert: Alert) -> AlertResult:
         address = secret.get(SECRET_ADDRESS_KEY) or address
         token = secret.get(SECRET_TOKEN_KEY) or None
     if not address:
-        where = (
-            f"in secret {spec.secret_ref.name!r} (key {SECRET_ADDRESS_KEY!r})"
-            if spec.secret_ref
-            else "in spec"
-        )
-        return AlertResult(
-            delivered=False, message=f"{provider_label} has no address {where}; alert not sent"
-        )
+        where = f"in secret {spec.secret_ref.name!r} (key {SECRET_ADDRESS_KEY!r})" if spec.secret_ref else "in spec"
+        return AlertResult(delivered=False, message=f"{provider_label} has no address {where}; alert not sent")
 
     try:
         notifier = get_notifier(spec.type)

@@ -44,20 +44,6 @@ def get_notifier(type_name: str) -> Notifier:
         raise NotifierNotRegistered(type_name) from None
 
 
-def alert_wanted(alert_severity: str, event_severity: str) -> bool:
-    """Whether an alert configured with `alert_severity` fires for an event of `event_severity`.
-
-    `info` ⇒ every event, `warn` ⇒ warn and error events, `error` ⇒ error events only. An empty alert
-    severity means `info`, as Flagger documents ("default info"); Flagger's code instead never fires such an
-    alert, a quirk this function fixes on purpose. An unknown severity on either side never fires.
-    """
-    wanted_rank = SEVERITY_RANK.get(alert_severity or "info")
-    event_rank = SEVERITY_RANK.get(event_severity)
-    if wanted_rank is None or event_rank is None:
-        return False
-    return event_rank >= wanted_rank
-
-
 async def post_notification(
     address: str, payload: dict[str, Any], token: str | None, proxy: str | None
 ) -> httpx.Response:
@@ -67,18 +53,12 @@ async def post_notification(
         async with httpx.AsyncClient(proxy=proxy or None, timeout=NOTIFICATION_TIMEOUT_SECONDS) as client:
             response = await client.post(address, json=payload, headers=headers)
     except httpx.TimeoutException:
-        raise NotificationError(
-            f"sending notification timed out after {NOTIFICATION_TIMEOUT_SECONDS:g}s"
-        ) from None
+        raise NotificationError(f"sending notification timed out after {NOTIFICATION_TIMEOUT_SECONDS:g}s") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL):
         # The error text repeats the URL, which may carry a token.
-        raise NotificationError(
-            "sending notification failed: the address is not a valid http(s) URL"
-        ) from None
+        raise NotificationError("sending notification failed: the address is not a valid http(s) URL") from None
     except httpx.HTTPError as error:
-        raise NotificationError(
-            f"sending notification failed: {str(error) or type(error).__name__}"
-        ) from None
+        raise NotificationError(f"sending notification failed: {str(error) or type(error).__name__}") from None
     if not 200 <= response.status_code < 300:
         body = response.text.strip()[:ERROR_BODY_LIMIT_CHARS]
         raise NotificationError(f"sending notification bad response {response.status_code}: {body}")

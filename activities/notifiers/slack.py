@@ -21,9 +21,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
                 "author_name": f"{alert.canary_name}.{alert.canary_namespace}",
                 "text": alert.message,
                 "mrkdwn_in": ["text"],
-                "fields": [
-                    {"title": title, "value": value, "short": False} for title, value in alert.fields.items()
-                ],
+                "fields": [{"title": title, "value": value, "short": False} for title, value in alert.fields.items()],
             }
         ],
     }
@@ -36,6 +34,4 @@ class SlackNotifier:
         if token and response.headers.get("content-type", "").startswith("application/json"):
             answer = response.json()
             if isinstance(answer, dict) and answer.get("ok") is False:
-                raise NotificationError(
-                    f"Slack API refused the message: {answer.get('error', 'unknown error')}"
-                )
+                raise NotificationError(f"Slack API refused the message: {answer.get('error', 'unknown error')}")

@@ -110,9 +110,7 @@ async def test_address_and_token_come_from_the_secret_in_the_providers_namespace
     assert request.header("Authorization") == "Bearer xoxb-123"
 
 
-async def test_slack_api_refusal_in_a_200_answer_is_not_delivered(
-    receiver: HttpReceiver, secrets_dir: Path
-) -> None:
+async def test_slack_api_refusal_in_a_200_answer_is_not_delivered(receiver: HttpReceiver, secrets_dir: Path) -> None:
     (secrets_dir / "slack-bot.yaml").write_text(f"address: {receiver.url_for('/')}\ntoken: xoxb-123\n")
     receiver.script(ScriptedResponse(status=200, body={"ok": False, "error": "channel_not_found"}))
 
@@ -143,9 +141,7 @@ async def test_secret_without_address_is_not_delivered(secrets_dir: Path) -> Non
     assert "xoxb-123" not in result.message
 
 
-async def test_receiver_error_is_not_delivered_and_hides_the_token(
-    receiver: HttpReceiver, secrets_dir: Path
-) -> None:
+async def test_receiver_error_is_not_delivered_and_hides_the_token(receiver: HttpReceiver, secrets_dir: Path) -> None:
     hook = receiver.url_for("/services/T000/B000/s3cr3t")
     (secrets_dir / "slack-url.yaml").write_text(f"address: {hook}\ntoken: xoxb-123\n")
     receiver.script(ScriptedResponse(status=500, body=f"internal error for token xoxb-123 at {hook}"))
@@ -159,9 +155,7 @@ async def test_receiver_error_is_not_delivered_and_hides_the_token(
 
 
 async def test_unreachable_address_is_not_delivered(closed_port: int) -> None:
-    result = await run_send_alert(
-        alert(provider({"type": "slack", "address": f"http://127.0.0.1:{closed_port}/"}))
-    )
+    result = await run_send_alert(alert(provider({"type": "slack", "address": f"http://127.0.0.1:{closed_port}/"})))
 
     assert not result.delivered
     assert "sending notification failed" in result.message

@@ -132,9 +132,7 @@ async def test_posts_the_payload_as_json(receiver: HttpReceiver) -> None:
 
 @pytest.mark.usefixtures("fast_retries")
 @pytest.mark.parametrize("failing_status", [500, 502, 503, 504, 429])
-async def test_retryable_answers_are_retried_until_success(
-    receiver: HttpReceiver, failing_status: int
-) -> None:
+async def test_retryable_answers_are_retried_until_success(receiver: HttpReceiver, failing_status: int) -> None:
     receiver.script(ScriptedResponse(status=failing_status), ScriptedResponse(status=failing_status))
     heartbeats: list[Any] = []
 
@@ -276,9 +274,7 @@ async def test_disable_tls_accepts_an_untrusted_certificate(tls_receiver: HttpRe
 # --- secret URLs -------------------------------------------------------------------------------------
 
 
-async def test_secret_url_is_read_from_the_canary_namespace(
-    receiver: HttpReceiver, secrets_dir: Path
-) -> None:
+async def test_secret_url_is_read_from_the_canary_namespace(receiver: HttpReceiver, secrets_dir: Path) -> None:
     (secrets_dir / "test").mkdir()
     (secrets_dir / "test" / "hooks.yaml").write_text(f"gate: {receiver.url_for('/gate?token=s3cr3t')}\n")
     (secrets_dir / "hooks.yaml").write_text("gate: http://127.0.0.1:9/wrong-one\n")
@@ -291,9 +287,7 @@ async def test_secret_url_is_read_from_the_canary_namespace(
     assert request.json == PAYLOAD
 
 
-async def test_secret_url_falls_back_to_the_shared_secret_file(
-    receiver: HttpReceiver, secrets_dir: Path
-) -> None:
+async def test_secret_url_falls_back_to_the_shared_secret_file(receiver: HttpReceiver, secrets_dir: Path) -> None:
     (secrets_dir / "hooks.json").write_text(f'{{"gate": "{receiver.url_for("/shared")}"}}')
 
     result = await run_webhook(webhook("secret:hooks/gate"))

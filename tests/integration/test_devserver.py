@@ -50,15 +50,11 @@ class WaitForGo:
 
 
 def dev_settings(state_dir: Path, namespace: str = "default") -> Settings:
-    return Settings(
-        state_dir=state_dir, dev_port=free_port(), dev_ui_port=free_port(), temporal_namespace=namespace
-    )
+    return Settings(state_dir=state_dir, dev_port=free_port(), dev_ui_port=free_port(), temporal_namespace=namespace)
 
 
 async def registered_attributes(client: Client, namespace: str) -> dict[str, str]:
-    listing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
+    listing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     return {name: IndexedValueType.Name(kind) for name, kind in listing.custom_attributes.items()}
 
 
@@ -137,9 +133,7 @@ async def test_ensure_search_attributes_registers_missing_ones_once(dev_env: Wor
     client = dev_env.client
     namespace = f"ns-{uuid.uuid4().hex[:8]}"
     await client.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
-        )
+        RegisterNamespaceRequest(namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400))
     )
 
     added = await ensure_search_attributes(client, namespace)
@@ -174,9 +168,7 @@ async def test_ensure_search_attributes_refuses_an_attribute_of_another_type(
     clashing = SearchAttributeKey.for_keyword(SEARCH_ATTRIBUTES[3].name)  # CanaryWeight is an Int for us
     namespace = f"ns-{uuid.uuid4().hex[:8]}"
     await dev_env.client.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
-        )
+        RegisterNamespaceRequest(namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400))
     )
     await ensure_search_attributes(dev_env.client, namespace, [clashing])
 

@@ -55,18 +55,14 @@ def sync_greeting(name: str) -> str:
 class Greet:
     @workflow.run
     async def run(self, name: str) -> str:
-        return await workflow.execute_activity(
-            sync_greeting, name, start_to_close_timeout=timedelta(seconds=10)
-        )
+        return await workflow.execute_activity(sync_greeting, name, start_to_close_timeout=timedelta(seconds=10))
 
 
 @workflow.defn
 class SlowGreet:
     @workflow.run
     async def run(self, name: str) -> str:
-        return await workflow.execute_activity(
-            slow_greeting, name, start_to_close_timeout=timedelta(seconds=30)
-        )
+        return await workflow.execute_activity(slow_greeting, name, start_to_close_timeout=timedelta(seconds=30))
 
 
 def worker_settings(env: WorkflowEnvironment, **overrides: object) -> Settings:
@@ -86,9 +82,7 @@ async def running_worker(
 ) -> AsyncIterator[None]:
     """`run_worker` in this process; leaving the block sets its stop event and waits for it to return."""
     ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        run_worker(settings, ready=ready, stop=stop, workflows=workflows, activities=activities)
-    )
+    task = asyncio.create_task(run_worker(settings, ready=ready, stop=stop, workflows=workflows, activities=activities))
     ready_wait = asyncio.create_task(ready.wait())
     await asyncio.wait([ready_wait, task], timeout=15, return_when=asyncio.FIRST_COMPLETED)
     if not ready.is_set():
@@ -167,9 +161,7 @@ async def test_stop_lets_an_in_flight_activity_finish_within_the_graceful_timeou
 
 
 def worker_env(**variables: str) -> dict[str, str]:
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("TEMPORAL_", "CANARYFLOW_"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TEMPORAL_", "CANARYFLOW_"))}
     return {**env, **variables}
 
 

@@ -150,9 +150,7 @@ def test_webhook_timeout(text: str | None, seconds: float) -> None:
         (0, False, Strategy.CANARY),
     ],
 )
-def test_strategy_follows_flagger_deployment_strategy(
-    iterations: int, has_match: bool, strategy: Strategy
-) -> None:
+def test_strategy_follows_flagger_deployment_strategy(iterations: int, has_match: bool, strategy: Strategy) -> None:
     plan = plan_for(iterations=iterations, has_match=has_match, step_weight=10)
 
     assert plan.strategy == strategy
@@ -219,9 +217,7 @@ def test_next_step_weight_never_goes_past_full_traffic() -> None:
         (0, 1, False, False, False),
     ],
 )
-def test_first_analysis_tick(
-    canary_weight: int, iterations: int, mirror: bool, mirrored: bool, first: bool
-) -> None:
+def test_first_analysis_tick(canary_weight: int, iterations: int, mirror: bool, mirrored: bool, first: bool) -> None:
     assert is_first_analysis_tick(canary_weight, iterations, mirror, mirrored) is first
 
 
@@ -347,9 +343,7 @@ configs = st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4)
 def test_revision_checksum_changes_with_revision_or_configs(
     revision: str, other_revision: str, tracked: dict[str, str], other_tracked: dict[str, str]
 ) -> None:
-    assert revision_checksum(revision, tracked) == revision_checksum(
-        revision, dict(reversed(tracked.items()))
-    )
+    assert revision_checksum(revision, tracked) == revision_checksum(revision, dict(reversed(tracked.items())))
     assume((revision, tracked) != (other_revision, other_tracked))
     assert revision_checksum(revision, tracked) != revision_checksum(other_revision, other_tracked)
 

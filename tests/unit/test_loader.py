@@ -171,9 +171,7 @@ def test_kubectl_list_items_are_loaded_with_their_position_in_the_source() -> No
         ({"apiVersion": "apps/v1", "kind": "Deployment"}, "kind", "unsupported kind `Deployment`"),
     ],
 )
-def test_parse_resource_rejects_documents_that_are_not_our_resources(
-    data: Any, path: str, message: str
-) -> None:
+def test_parse_resource_rejects_documents_that_are_not_our_resources(data: Any, path: str, message: str) -> None:
     with pytest.raises(SpecError) as caught:
         parse_resource(data, "doc.yaml#1")
     assert caught.value.source == "doc.yaml#1"

@@ -115,9 +115,7 @@ def simulate(plan: AnalysisPlan, check_outcomes: Iterable[bool] = ()) -> Release
     raise AssertionError(f"release neither promoted nor rolled back within {MAX_TICKS} ticks: {release}")
 
 
-def shift_back_to_primary(
-    plan: AnalysisPlan, primary_weight: int, canary_weight: int
-) -> list[tuple[int, int]]:
+def shift_back_to_primary(plan: AnalysisPlan, primary_weight: int, canary_weight: int) -> list[tuple[int, int]]:
     """Flagger's Promoting phase: one traffic shift per tick until the primary has all traffic."""
     shifts: list[tuple[int, int]] = []
     while primary_weight != TOTAL_WEIGHT:
@@ -228,9 +226,7 @@ def test_ab_testing_routes_matching_traffic_to_canary_for_each_iteration() -> No
 def test_blue_green_counts_iterations_then_routes_all_traffic_to_canary_before_promotion() -> None:
     release = simulate(plan_for(iterations=3))
 
-    assert [
-        (a.kind, a.primary_weight, a.canary_weight, a.mirrored, a.iterations) for a in release.actions
-    ] == [
+    assert [(a.kind, a.primary_weight, a.canary_weight, a.mirrored, a.iterations) for a in release.actions] == [
         (ActionKind.ADVANCE, 100, 0, False, 1),
         (ActionKind.ADVANCE, 100, 0, False, 2),
         (ActionKind.ADVANCE, 100, 0, False, 3),
@@ -245,9 +241,7 @@ def test_blue_green_counts_iterations_then_routes_all_traffic_to_canary_before_p
 def test_blue_green_with_mirroring_mirrors_during_all_iterations() -> None:
     release = simulate(plan_for(iterations=3, mirror=True))
 
-    assert [
-        (a.kind, a.primary_weight, a.canary_weight, a.mirrored, a.iterations) for a in release.actions
-    ] == [
+    assert [(a.kind, a.primary_weight, a.canary_weight, a.mirrored, a.iterations) for a in release.actions] == [
         (ActionKind.ADVANCE, 100, 0, True, 1),
         (ActionKind.ADVANCE, 100, 0, True, 2),
         (ActionKind.ADVANCE, 100, 0, True, 3),
@@ -393,9 +387,7 @@ def test_step_weight_releases_climb_to_max_weight_then_promote(
 
 
 @given(step_weights=increasing_step_weights, mirror=st.booleans())
-def test_step_weights_releases_visit_each_step_then_promote(
-    step_weights: tuple[int, ...], mirror: bool
-) -> None:
+def test_step_weights_releases_visit_each_step_then_promote(step_weights: tuple[int, ...], mirror: bool) -> None:
     release = simulate(plan_for(step_weights=step_weights, mirror=mirror))
 
     assert release.promoted

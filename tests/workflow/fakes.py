@@ -40,8 +40,17 @@ class FakePlatform:
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
-            self.initialize, self.check_ready, self.scale_from_zero, self.scale_to_zero, self.promote,
-            self.reconcile, self.set_routes, self.get_routes, self.query, call_webhook, send_alert,
+            self.initialize,
+            self.check_ready,
+            self.scale_from_zero,
+            self.scale_to_zero,
+            self.promote,
+            self.reconcile,
+            self.set_routes,
+            self.get_routes,
+            self.query,
+            call_webhook,
+            send_alert,
         ]
 
     def names(self) -> list[str]:
@@ -63,7 +72,8 @@ class FakePlatform:
         if check.workload in self.stuck:
             self._record(c.ACT_WORKLOAD_CHECK_READY, check.workload)
             raise ApplicationError(
-                f"{check.workload} rollout exceeded its progress deadline", type=c.ERR_PROGRESS_DEADLINE,
+                f"{check.workload} rollout exceeded its progress deadline",
+                type=c.ERR_PROGRESS_DEADLINE,
                 non_retryable=True,
             )
         polls = self.ready_polls.get(check.workload, 0) + 1

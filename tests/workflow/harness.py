@@ -59,11 +59,14 @@ def request(c: Canary, revision: str = "rev-2", **kw: Any) -> ReleaseRequest:
 
 
 def slack_provider(url: str) -> AlertProvider:
-    resource = parse_resource({
-        "apiVersion": "flagger.app/v1beta1", "kind": "AlertProvider",
-        "metadata": {"name": "on-call", "namespace": "test"},
-        "spec": {"type": "slack", "channel": "alerts", "address": url},
-    })
+    resource = parse_resource(
+        {
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "AlertProvider",
+            "metadata": {"name": "on-call", "namespace": "test"},
+            "spec": {"type": "slack", "channel": "alerts", "address": url},
+        }
+    )
     assert isinstance(resource, AlertProvider)
     return resource
 
@@ -95,8 +98,6 @@ async def running_release(
     # Unique canary name per test: workflow ids are per canary and the test server is shared.
     req = req.model_copy(deep=True)
     req.canary.metadata.name = f"{req.canary.metadata.name}-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        env.client, task_queue=task_queue, workflows=ALL_WORKFLOWS, activities=platform.activities()
-    ):
+    async with Worker(env.client, task_queue=task_queue, workflows=ALL_WORKFLOWS, activities=platform.activities()):
         started = await start_release(env.client, req, task_queue=task_queue)
         yield Running(env=env, platform=platform, task_queue=task_queue, started=started)

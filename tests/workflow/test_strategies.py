@@ -14,7 +14,9 @@ pytestmark = pytest.mark.workflow
 SUCCESS_PHASES = ["Initializing", "Initialized", "Progressing", "Promoting", "Finalising", "Succeeded"]
 
 
-async def test_canary_step_weight_overshoots_max_then_promotes(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_canary_step_weight_overshoots_max_then_promotes(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     platform = FakePlatform()
     async with running_release(time_skipping_env, platform, request(canary())) as run:
         result = await run.handle.result()
@@ -42,7 +44,9 @@ async def test_step_weights_follow_the_list(time_skipping_env: WorkflowEnvironme
     assert platform.canary_weights() == [1, 2, 10, 80, 0]
 
 
-async def test_ab_testing_routes_matching_traffic_for_each_iteration(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_ab_testing_routes_matching_traffic_for_each_iteration(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     platform = FakePlatform()
     spec = canary(
         {"iterations": 3, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]},
@@ -57,7 +61,9 @@ async def test_ab_testing_routes_matching_traffic_for_each_iteration(time_skippi
     assert platform.metric_calls["request-success-rate"] == 3
 
 
-async def test_blue_green_switches_all_traffic_after_the_iterations(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_blue_green_switches_all_traffic_after_the_iterations(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     platform = FakePlatform()
     spec = canary({"iterations": 3}, drop=("stepWeight", "maxWeight"))
     async with running_release(time_skipping_env, platform, request(spec)) as run:
@@ -87,7 +93,9 @@ async def test_canary_mirroring_first_step_mirrors_only(time_skipping_env: Workf
     assert platform.route_history == [(100, 0, True), (80, 20, False), (60, 40, False), (100, 0, False)]
 
 
-async def test_step_weight_promotion_shifts_primary_back_gradually(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_step_weight_promotion_shifts_primary_back_gradually(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     platform = FakePlatform()
     spec = canary({"stepWeightPromotion": 25})
     async with running_release(time_skipping_env, platform, request(spec)) as run:
@@ -108,7 +116,9 @@ async def test_skip_analysis_promotes_without_checks(time_skipping_env: Workflow
     assert phases == ["Initializing", "Initialized", "Progressing", "Promoting", "Finalising", "Succeeded"]
 
 
-async def test_search_attributes_and_details_track_the_release(time_skipping_env: WorkflowEnvironment) -> None:
+async def test_search_attributes_and_details_track_the_release(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
     platform = FakePlatform()
     async with running_release(time_skipping_env, platform, request(canary())) as run:
         await run.handle.result()
