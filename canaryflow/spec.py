@@ -431,6 +431,10 @@ class CanaryMetric(SpecModel):
         return self
 
 
+MANUAL_GATE_URL = "manual"
+MANUAL_GATE_TYPES = (WebhookType.CONFIRM_ROLLOUT, WebhookType.CONFIRM_TRAFFIC_INCREASE, WebhookType.CONFIRM_PROMOTION)
+
+
 class CanaryWebhook(SpecModel):
     name: str
     type: Annotated[WebhookType, BeforeValidator(_webhook_type)] = WebhookType.ROLLOUT
@@ -444,12 +448,26 @@ class CanaryWebhook(SpecModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        # canaryflow extensions: `secret:<name>/<key>` keeps a tokenized URL out of the spec and the release
+        # history (resolved inside the activity); `manual` makes a confirm-* gate wait for `canaryflow approve`.
+        if value == MANUAL_GATE_URL or re.match(r"^secret:[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$", value):
+            return value
         if not re.match(r"^https?://[^/\s]+", value):
             raise rule_error(
                 f"`{value}` is not an http(s) URL",
-                "write an absolute URL, e.g. `http://flagger-loadtester.test/`",
+                "write an absolute URL, e.g. `http://flagger-loadtester.test/`, a secret reference "
+                "`secret:<name>/<key>`, or `manual` for a gate opened by `canaryflow approve`",
             )
         return value
+
+    @model_validator(mode="after")
+    def _manual_only_for_gates(self) -> Self:
+        if self.url == MANUAL_GATE_URL and self.type not in MANUAL_GATE_TYPES:
+            raise rule_error(
+                f"`url: manual` only works for gate webhooks, not `{self.type.value}`",
+                f"use one of the types {', '.join(t.value for t in MANUAL_GATE_TYPES)}, or an http(s) URL",
+            )
+        return self
 
 
 class ProviderRef(SpecModel):

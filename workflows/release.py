@@ -235,6 +235,8 @@ class CanaryRelease:
         if await self._rollback_hook_fired():
             raise _RollbackRequested("Rolling back manual webhook invoked")
         if d.threshold_reached(state.failed_checks, plan.threshold):
+            reached = f"failed checks threshold reached {state.failed_checks}"
+            await self._event(f"Rolling back {self._canary_id()} {reached}", warning=True)
             await self._alert(f"Failed checks threshold reached {state.failed_checks}", "error")
             raise _RollbackRequested(f"Failed checks threshold reached {state.failed_checks}", alert=False)
 

@@ -30,6 +30,8 @@ class FakePlatform:
     stuck: set[str] = field(default_factory=set)
     # Activities that fail permanently (non-retryable), by activity name.
     broken: set[str] = field(default_factory=set)
+    # Finer-grained permanent failures: (activity name, recorded argument) -> fail this call.
+    fail_when: Callable[[str, Any], bool] = lambda name, arg: False
     calls: list[tuple[str, Any]] = field(default_factory=list)
     routes: c.Routes = field(default_factory=lambda: c.Routes(primary_weight=100, canary_weight=0))
     route_history: list[tuple[int, int, bool]] = field(default_factory=list)
@@ -57,7 +59,7 @@ class FakePlatform:
         return [name for name, _ in self.calls]
 
     def _record(self, name: str, arg: Any) -> None:
-        if name in self.broken:
+        if name in self.broken or self.fail_when(name, arg):
             raise ApplicationError(f"{name} is broken", type=c.ERR_NOT_FOUND, non_retryable=True)
         self.calls.append((name, arg))
 

@@ -1,0 +1,572 @@
+"""The `canaryflow` command: start releases from CI, steer and inspect them, run the worker and the dev server.
+
+Exit codes: 0 promoted / done, 1 rolled back (or a refused command), 2 invalid input, 3 Temporal unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from canaryflow import shared
+from canaryflow.loader import LoadResult, load_files
+from canaryflow.settings import Settings, load_settings
+from canaryflow.spec import AlertProvider, Canary, MetricTemplate
+from canaryflow.temporal_client import TemporalUnavailable, connect
+
+EXIT_OK, EXIT_ROLLED_BACK, EXIT_INVALID, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="canaryflow",
+    help="Progressive delivery where each release is a durable Temporal workflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """An error the user can act on: printed as one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ROLLED_BACK) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_debug = False
+
+
+@app.callback()
+def _global(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine and turn every expected failure into one clear line and an exit code."""
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except CliError as error:
+        if _debug:
+            raise
+        _fail(str(error), error.code)
+    except TemporalUnavailable as error:
+        if _debug:
+            raise
+        _fail(str(error), EXIT_UNREACHABLE)
+    except RPCError as error:
+        if _debug:
+            raise
+        if error.status == RPCStatusCode.UNAVAILABLE:
+            _fail(f"Temporal is unavailable: {error.message}", EXIT_UNREACHABLE)
+        if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            _fail("no worker answered in time: is `canaryflow worker` (or `canaryflow dev`) running?", EXIT_UNREACHABLE)
+        _fail(f"Temporal refused the request: {error.message}", EXIT_ROLLED_BACK)
+
+
+def _identity(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    for variable in ("CANARYFLOW_IDENTITY", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_REQUESTED_FOR"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _load(files: Sequence[Path]) -> LoadResult:
+    result = load_files(list(files))
+    if result.errors:
+        for error in result.errors:
+            err.print(str(error), highlight=False, soft_wrap=True, markup=False)
+        count = sum(len(error.issues) or 1 for error in result.errors)
+        _fail(f"{count} problem(s) in {', '.join(str(f) for f in files)}", EXIT_INVALID)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# validate
+
+
+@app.command()
+def validate(
+    file: Annotated[list[Path], typer.Option("-f", "--file", help="Canary/MetricTemplate/AlertProvider YAML files.")],
+) -> None:
+    """Check spec files; exit 2 on any error."""
+    result = _load(file)
+    for resource in result.resources:
+        out.print(f"ok  {resource.kind} {resource.metadata.namespace}/{resource.metadata.name}", highlight=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# release
+
+
+def _revision_of(canary: Canary, image: str | None, revision: str | None) -> str:
+    if revision:
+        return revision
+    if image:
+        return image
+    canonical = json.dumps(canary.spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return "spec-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _build_request(
+    result: LoadResult, settings: Settings, image: str | None, revision: str | None, identity: str, reason: str
+) -> Any:
+    from workflows.model import ReleaseRequest
+
+    canaries = [r for r in result.resources if isinstance(r, Canary)]
+    if len(canaries) != 1:
+        _fail(f"expected exactly one Canary in the given files, found {len(canaries)}", EXIT_INVALID)
+    canary = canaries[0]
+    templates = {
+        f"{r.metadata.namespace}/{r.metadata.name}": r for r in result.resources if isinstance(r, MetricTemplate)
+    }
+    providers = {
+        f"{r.metadata.namespace}/{r.metadata.name}": r for r in result.resources if isinstance(r, AlertProvider)
+    }
+    namespace = canary.metadata.namespace
+    analysis = canary.spec.analysis
+    problems: list[str] = []
+    for index, metric in enumerate(analysis.metrics if analysis else []):
+        if metric.template_ref is not None:
+            key = f"{metric.template_ref.namespace or namespace}/{metric.template_ref.name}"
+            if key not in templates:
+                problems.append(
+                    f"spec.analysis.metrics[{index}].templateRef: MetricTemplate {key} not found. "
+                    "Fix: pass its file with another -f"
+                )
+    for index, alert in enumerate(analysis.alerts if analysis else []):
+        key = f"{alert.provider_ref.namespace or namespace}/{alert.provider_ref.name}"
+        if key not in providers:
+            problems.append(
+                f"spec.analysis.alerts[{index}].providerRef: AlertProvider {key} not found. "
+                "Fix: pass its file with another -f"
+            )
+    if problems:
+        for problem in problems:
+            err.print(problem, highlight=False, soft_wrap=True, markup=False)
+        _fail(f"{len(problems)} unresolved reference(s)", EXIT_INVALID)
+    return ReleaseRequest(
+        canary=canary,
+        revision=_revision_of(canary, image, revision),
+        image=image,
+        metric_templates=templates,
+        alert_providers=providers,
+        requested_by=identity,
+        reason=reason,
+        min_interval_seconds=settings.min_interval_seconds,
+    )
+
+
+def _state_table(state: Any) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("canary", f"{state.namespace}/{state.name}")
+    table.add_row("phase", f"{state.phase}{' (paused by ' + state.paused_by + ')' if state.paused else ''}")
+    table.add_row("revision", state.revision)
+    table.add_row("strategy", state.strategy)
+    table.add_row("weights", f"primary {state.primary_weight}% / canary {state.canary_weight}%")
+    table.add_row("iterations", str(state.iterations))
+    table.add_row("failed checks", f"{state.failed_checks}/{state.threshold}")
+    if state.last_metrics:
+        metrics = ", ".join(f"{k}={'no values' if v is None else f'{v:g}'}" for k, v in state.last_metrics.items())
+        table.add_row("metrics", metrics)
+    if state.waiting_gates:
+        table.add_row("waiting gates", ", ".join(state.waiting_gates))
+    if state.outcome:
+        table.add_row("outcome", state.outcome)
+    if state.decisions:
+        table.add_row("last decision", state.decisions[-1].message)
+    return table
+
+
+def _ui_link(settings: Settings, workflow_id: str) -> str:
+    from urllib.parse import quote
+
+    base = os.environ.get("CANARYFLOW_UI_URL") or settings.dev_ui_url
+    return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
+
+
+@app.command()
+def release(
+    file: Annotated[list[Path], typer.Option("-f", "--file", help="Canary (+ templates/providers) YAML files.")],
+    image: Annotated[str | None, typer.Option(help="New image (version) to release.")] = None,
+    revision: Annotated[str | None, typer.Option(help="Revision id; default: the image or a hash of the spec.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the release; exit 0 promoted, 1 rolled back.")] = False,
+    identity: Annotated[str | None, typer.Option(help="Who asks (default: CI user or user@host).")] = None,
+    reason: Annotated[str, typer.Option(help="Why, recorded in the release history.")] = "",
+    timeout: Annotated[float, typer.Option(help="With --wait: give up waiting after this many seconds.")] = 0,
+) -> None:
+    """Start a release (or deliver a new revision to the running one) through Temporal."""
+    settings = load_settings()
+    request = _build_request(_load(file), settings, image, revision, _identity(identity), reason)
+
+    async def go() -> int:
+        from canaryflow.client import start_release
+
+        client = await connect(settings)
+        started = await start_release(client, request, task_queue=settings.task_queue, cluster=settings.cluster_name)
+        out.print(f"release [bold]{started.workflow_id}[/bold] revision {request.revision}", highlight=False)
+        out.print(f"Web UI: {_ui_link(settings, started.workflow_id)}", highlight=False)
+        if not wait:
+            return EXIT_OK
+        return await _follow(client, started.workflow_id, timeout)
+
+    raise typer.Exit(_run(go))
+
+
+async def _follow(client: Client, workflow_id: str, timeout: float) -> int:
+    from workflows.release import CanaryRelease
+
+    handle = client.get_workflow_handle_for(CanaryRelease.run, workflow_id)
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    result_task = asyncio.ensure_future(handle.result())
+    interactive = out.is_terminal
+    last_line = ""
+    with Live(console=out, auto_refresh=False, transient=False) if interactive else _NoLive() as live:
+        while not result_task.done():
+            try:
+                state = await handle.query(CanaryRelease.state)
+                if interactive:
+                    live.update(_state_table(state), refresh=True)
+                else:
+                    line = f"{state.phase} weight {state.canary_weight}% failed checks {state.failed_checks}"
+                    if line != last_line:
+                        out.print(line, highlight=False)
+                        last_line = line
+            except (WorkflowQueryFailedError, RPCError):
+                pass  # no worker yet, or the run is continuing as new
+            if deadline is not None and time.monotonic() > deadline:
+                result_task.cancel()
+                raise CliError(f"gave up waiting after {timeout:g}s; the release goes on ({workflow_id})")
+            await asyncio.wait([result_task], timeout=1.0)
+    try:
+        result = result_task.result()
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        message = getattr(cause, "message", None) or str(cause)
+        err.print(f"[red]rolled back:[/red] {message}", highlight=False, soft_wrap=True)
+        return EXIT_ROLLED_BACK
+    out.print(f"[green]{result.phase}[/green]: {result.message}", highlight=False)
+    return EXIT_OK if result.phase == "Succeeded" else EXIT_ROLLED_BACK
+
+
+class _NoLive:
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# status, list, history
+
+
+async def _handle(settings: Settings, name: str, namespace: str) -> Any:
+    from canaryflow.client import release_handle
+
+    client = await connect(settings)
+    return release_handle(client, namespace, name, settings.cluster_name)
+
+
+def _not_found(name: str, namespace: str) -> CliError:
+    return CliError(f"no release found for canary {namespace}/{name}", EXIT_ROLLED_BACK)
+
+
+def _emit(data: Any, output: str) -> None:
+    if output == "json":
+        out.print_json(json.dumps(data, default=str))
+    else:
+        out.print(yaml.safe_dump(data, sort_keys=False), highlight=False, markup=False)
+
+
+NameArg = Annotated[str, typer.Argument(help="Canary name.")]
+NamespaceOpt = Annotated[str, typer.Option("-n", "--namespace", help="Canary namespace.")]
+OutputOpt = Annotated[str, typer.Option("-o", "--output", help="table, json or yaml.")]
+
+
+@app.command()
+def status(name: NameArg, namespace: NamespaceOpt = "default", output: OutputOpt = "table") -> None:
+    """Show where a release is: phase, weights, checks, gates."""
+    settings = load_settings()
+
+    async def go() -> Any:
+        from workflows.release import CanaryRelease
+
+        handle = await _handle(settings, name, namespace)
+        try:
+            return await handle.query(CanaryRelease.state)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise _not_found(name, namespace) from error
+            raise
+
+    state = _run(go)
+    if output == "table":
+        out.print(_state_table(state))
+    else:
+        _emit(state.model_dump(mode="json", exclude={"decisions"}), output)
+
+
+@app.command(name="list")
+def list_(
+    phase: Annotated[str | None, typer.Option(help="Only releases in this phase.")] = None,
+    namespace: Annotated[str | None, typer.Option("-n", "--namespace", help="Only this namespace.")] = None,
+    output: OutputOpt = "table",
+) -> None:
+    """List releases (running and recent) with their phase and weight."""
+    settings = load_settings()
+    filters = []
+    if phase:
+        filters.append(f"{shared.SA_PHASE.name} = '{phase}'")
+    if namespace:
+        filters.append(f"{shared.SA_NAMESPACE.name} = '{namespace}'")
+
+    async def go() -> list[dict[str, Any]]:
+        from canaryflow.client import list_releases
+
+        client = await connect(settings)
+        rows = []
+        async for execution in list_releases(client, " AND ".join(filters)):
+            attrs = execution.typed_search_attributes
+            rows.append(
+                {
+                    "workflow_id": execution.id,
+                    "status": execution.status.name if execution.status else "",
+                    "namespace": attrs.get(shared.SA_NAMESPACE),
+                    "name": attrs.get(shared.SA_NAME),
+                    "phase": attrs.get(shared.SA_PHASE),
+                    "weight": attrs.get(shared.SA_WEIGHT),
+                    "revision": attrs.get(shared.SA_REVISION),
+                    "strategy": attrs.get(shared.SA_STRATEGY),
+                    "started": execution.start_time.isoformat(timespec="seconds") if execution.start_time else "",
+                }
+            )
+        return rows
+
+    rows = _run(go)
+    if output != "table":
+        _emit(rows, output)
+        return
+    table = Table("NAMESPACE", "NAME", "PHASE", "WEIGHT", "REVISION", "STATUS", "STARTED")
+    for row in rows:
+        table.add_row(
+            str(row["namespace"] or ""),
+            str(row["name"] or ""),
+            str(row["phase"] or ""),
+            str(row["weight"] if row["weight"] is not None else ""),
+            str(row["revision"] or ""),
+            row["status"],
+            row["started"],
+        )
+    out.print(table)
+
+
+@app.command()
+def history(name: NameArg, namespace: NamespaceOpt = "default", output: OutputOpt = "table") -> None:
+    """Show the release's decision log (every event, check, gate and command with who and why)."""
+    settings = load_settings()
+
+    async def go() -> list[Any]:
+        from workflows.release import CanaryRelease
+
+        handle = await _handle(settings, name, namespace)
+        try:
+            return list(await handle.query(CanaryRelease.decisions))
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise _not_found(name, namespace) from error
+            raise
+
+    decisions = _run(go)
+    if output != "table":
+        _emit([d.model_dump(mode="json") for d in decisions], output)
+        return
+    table = Table("TIME", "PHASE", "KIND", "MESSAGE", "BY")
+    for decision in decisions:
+        table.add_row(decision.at.strftime("%H:%M:%S"), decision.phase, decision.kind, decision.message, decision.actor)
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# human control
+
+
+def _command(kind: str, name: str, namespace: str, gate: str, reason: str, identity: str | None) -> None:
+    settings = load_settings()
+    from workflows.model import Command
+
+    command = Command(identity=_identity(identity), reason=reason, gate=gate)
+
+    async def go() -> Any:
+        from canaryflow.client import send_command
+
+        handle = await _handle(settings, name, namespace)
+        try:
+            return await send_command(handle, kind, command)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            message = getattr(cause, "message", None) or str(cause)
+            raise CliError(f"{kind} refused: {message.removeprefix('ValueError: ')}") from error
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            try:  # updates reach running releases only: say so when this one has ended
+                description = await handle.describe()
+            except RPCError:
+                raise _not_found(name, namespace) from error
+            phase = description.typed_search_attributes.get(shared.SA_PHASE) or ""
+            ended = description.status.name.lower() if description.status else "closed"
+            raise CliError(f"{kind} refused: release has ended ({ended}, phase {phase})") from error
+
+    result = _run(go)
+    out.print(f"{kind} accepted: {result.message} (phase {result.phase})", highlight=False)
+
+
+GateOpt = Annotated[str, typer.Option(help="Gate to act on (confirm-rollout, confirm-traffic-increase, ...).")]
+ReasonOpt = Annotated[str, typer.Option(help="Why; recorded in the release history.")]
+IdentityOpt = Annotated[str | None, typer.Option(help="Who (default: CI user or user@host).")]
+
+
+@app.command()
+def approve(
+    name: NameArg,
+    namespace: NamespaceOpt = "default",
+    gate: GateOpt = "",
+    reason: ReasonOpt = "",
+    identity: IdentityOpt = None,
+) -> None:
+    """Open a waiting gate."""
+    _command("approve", name, namespace, gate, reason, identity)
+
+
+@app.command()
+def reject(
+    name: NameArg,
+    namespace: NamespaceOpt = "default",
+    gate: GateOpt = "",
+    reason: ReasonOpt = "",
+    identity: IdentityOpt = None,
+) -> None:
+    """Refuse a waiting gate: the release rolls back."""
+    _command("reject", name, namespace, gate, reason, identity)
+
+
+@app.command()
+def abort(
+    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
+) -> None:
+    """Roll the release back now."""
+    _command("abort", name, namespace, "", reason, identity)
+
+
+@app.command()
+def pause(
+    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
+) -> None:
+    """Freeze the analysis (weights stay as they are) until resume."""
+    _command("pause", name, namespace, "", reason, identity)
+
+
+@app.command()
+def resume(
+    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
+) -> None:
+    """Continue a paused release."""
+    _command("resume", name, namespace, "", reason, identity)
+
+
+@app.command()
+def promote(
+    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
+) -> None:
+    """Skip the remaining analysis and promote now."""
+    _command("promote", name, namespace, "", reason, identity)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# processes
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker on the task queue until SIGTERM/SIGINT."""
+    from workers.worker import run_worker
+
+    settings = load_settings()
+    _run(lambda: run_worker(settings))
+
+
+@app.command()
+def dev(
+    ui: Annotated[bool, typer.Option(help="Serve the Temporal Web UI.")] = True,
+) -> None:
+    """Start the embedded Temporal dev server (persistent db, our search attributes, Web UI) and a worker."""
+    from canaryflow.devserver import DevServer
+    from workers.worker import run_worker
+
+    settings = load_settings()
+    server = DevServer(settings, ui=ui)
+    try:
+        server.start()
+    except Exception as error:
+        if _debug:
+            raise
+        _fail(str(error).splitlines()[0] if str(error) else type(error).__name__, EXIT_UNREACHABLE)
+    out.print(f"Temporal dev server at {server.address} (db {settings.dev_db_path})", highlight=False)
+    if ui:
+        out.print(f"Web UI: {server.ui_url}", highlight=False)
+    try:
+        _run(lambda: run_worker(settings))
+    finally:
+        server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    app(args=list(argv) if argv is not None else sys.argv[1:], prog_name="canaryflow")
+
+
+if __name__ == "__main__":
+    main()
