@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)  # None: the SDK default
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     min_interval_seconds: float = Field(default=10.0, ge=0)  # Flagger's floor for analysis intervals
+    register_search_attributes: bool = True  # the worker creates our search attributes at start when allowed
     log_level: LogLevel = "INFO"
 
     @field_validator("state_dir", "dev_db_file", mode="after")

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -97,6 +98,8 @@ async def run_worker(
     with _stop_on_signals(stop):
         runtime = metrics_runtime(settings.worker_metrics_bind) if settings.worker_metrics_bind else None
         client = await connect(settings, runtime=runtime)
+        if settings.register_search_attributes:
+            await _register_search_attributes(client, settings)
         worker = build_worker(client, settings, workflows=workflows, activities=activities)
         async with worker:
             log.info(
@@ -110,6 +113,19 @@ async def run_worker(
             await stop.wait()
             log.info("worker stopping; in-flight activities get up to %ss", settings.graceful_shutdown_seconds)
     log.info("worker stopped")
+
+
+async def _register_search_attributes(client: Client, settings: Settings) -> None:
+    """Make the CanaryPhase/... search attributes exist; a cluster that forbids it (Temporal Cloud) only warns."""
+    from canaryflow.devserver import ensure_search_attributes
+
+    try:
+        added = await ensure_search_attributes(client, settings.temporal_namespace)
+    except RPCError as error:
+        log.warning("could not register search attributes (%s); register them with the operator CLI", error.message)
+        return
+    if added:
+        log.info("registered search attributes %s", ", ".join(added))
 
 
 @contextmanager
