@@ -205,3 +205,50 @@ async def test_manual_gate_is_approved_from_the_cli(dev_env: WorkflowEnvironment
         code, out, err = await _cli(dev_env, task_queue, "history", name, "-n", "ci", "-o", "json")
     gate_entries = [e for e in json.loads(out) if e["kind"] == "gate"]
     assert any(e["actor"] == "ci-bot" and "LGTM" in e["message"] for e in gate_entries), gate_entries
+
+
+@pytest.mark.integration
+async def test_dev_runs_temporal_with_ui_and_a_worker_then_stops_cleanly(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.conftest import free_port
+
+    port, ui_port = free_port(), free_port()
+    variables = {
+        **os.environ,
+        "CANARYFLOW_STATE_DIR": str(tmp_path / "state"),
+        "CANARYFLOW_DEV_PORT": str(port),
+        "CANARYFLOW_DEV_UI_PORT": str(ui_port),
+        "COLUMNS": "200",
+    }
+    variables.pop("TEMPORAL_ADDRESS", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "canaryflow.cli", "dev", env=variables,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = ""
+        while "Web UI" not in banner:
+            line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+            assert line, "canaryflow dev exited early"
+            banner += line.decode()
+        assert f"127.0.0.1:{port}" in banner
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"http://127.0.0.1:{ui_port}/")).status_code == 200
+        # The worker registered nothing unusual and `list` works against the embedded server.
+        listing = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "canaryflow.cli", "list", "-o", "json", env=variables,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(listing.communicate(), timeout=60)
+        assert listing.returncode == 0, err.decode()
+        assert json.loads(out) == []
+        assert (tmp_path / "state" / "temporal.db").exists()
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        code = await asyncio.wait_for(process.wait(), timeout=60)
+    assert code == 0
+    pid_file = tmp_path / "state" / "temporal.pid"
+    assert not pid_file.exists()
