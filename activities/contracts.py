@@ -89,6 +89,9 @@ class MetricQuery(_Model):
     template: MetricTemplate | None = None  # None for builtin metrics (request-success-rate, request-duration)
     interval: str = "1m"
     variables: dict[str, str] = Field(default_factory=dict)
+    # Seconds since traffic last changed. Providers shrink their query window to it so a window never spans the
+    # previous step (a 1m window right after a step still holds the old weight's errors). None = unknown.
+    since_last_route_change_seconds: float | None = None
 
 
 class MetricValue(_Model):

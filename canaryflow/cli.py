@@ -564,6 +564,64 @@ def dev(
         server.stop()
 
 
+local_app = typer.Typer(
+    help="The local platform stack: Temporal + UI, Prometheus, load tester, worker.", no_args_is_help=True
+)
+app.add_typer(local_app, name="local")
+
+
+def _stack() -> Any:
+    from workers.local_stack import LocalStack
+
+    return LocalStack(load_settings())
+
+
+def _stack_call(action: Callable[[], T]) -> T:
+    from workers.local_stack import StackError
+
+    try:
+        return action()
+    except (StackError, OSError) as error:
+        if _debug:
+            raise
+        _fail(str(error), EXIT_UNREACHABLE)
+
+
+@local_app.command("up")
+def local_up() -> None:
+    """Start the local stack (idempotent)."""
+    stack = _stack()
+    for component, state in _stack_call(stack.up).items():
+        out.print(f"{component:11} {state}", highlight=False)
+
+
+@local_app.command("down")
+def local_down() -> None:
+    """Stop everything the local stack and its releases started."""
+    stopped = _stack_call(_stack().down)
+    out.print("stopped: " + (", ".join(stopped) or "nothing was running"), highlight=False)
+
+
+@local_app.command("status")
+def local_status() -> None:
+    """Show the local stack's processes."""
+    for component, state in _stack().status().items():
+        out.print(f"{component:11} {state}", highlight=False)
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        bool, typer.Option(help="Leave the stack running afterwards (stop with `canaryflow local down`).")
+    ] = True,
+) -> None:
+    """Run the local demo: a good release (promoted step by step) and a bad one (rolled back)."""
+    from canaryflow.demo import run_demo
+
+    code = _run(lambda: run_demo(load_settings(), out, keep=keep))
+    raise typer.Exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     app(args=list(argv) if argv is not None else sys.argv[1:], prog_name="canaryflow")
 

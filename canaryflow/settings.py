@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)  # None: the SDK default
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     min_interval_seconds: float = Field(default=10.0, ge=0)  # Flagger's floor for analysis intervals
+    # Prometheus used by builtin metrics when a Canary sets no spec.metricsServer (the local stack's by default).
+    metrics_server: str = "http://127.0.0.1:9490"
+    loadtester_port: int = Field(default=9491, ge=1, le=65535)  # the local stack's load tester
     register_search_attributes: bool = True  # the worker creates our search attributes at start when allowed
     log_level: LogLevel = "INFO"
 

@@ -6,9 +6,9 @@ O_APPEND descriptor, so a SIGKILLed worker loses nothing it had written and a li
 without an `end` is a call that was in flight when the worker died.
 
 Router weights and workload state live in `state.json`, replaced atomically (write a temporary file, then
-`os.replace`), so a reader never sees half a state. Tests steer the platform through `control.json`, read on
-every metric query, so a metric can be flipped while a release runs. Webhooks and alerts are the product's real
-activities.
+`os.replace`), so a reader never sees half a state. Tests steer the platform through `control.json`, read
+on every metric query, so a metric can be flipped while a release runs. Webhooks and alerts are the product's
+real activities.
 
     platform = RecordingPlatform(record_dir, delays={ACT_WORKLOAD_SCALE_TO_ZERO: 20})  # in the worker
     record = Record(record_dir)                                                          # in the test
@@ -19,7 +19,6 @@ activities.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -106,7 +105,9 @@ class RecordingPlatform:
     @activity.defn(name=c.ACT_WORKLOAD_INITIALIZE)
     async def initialize(self, target: c.ReleaseTarget) -> None:
         async with self._call(c.ACT_WORKLOAD_INITIALIZE, {"revision": target.revision}):
-            self._update_state(lambda s: s.model_copy(update={"primary_revision": s.primary_revision or "bootstrap"}))
+            self._update_state(
+                lambda s: s.model_copy(update={"primary_revision": s.primary_revision or "bootstrap"})
+            )
 
     @activity.defn(name=c.ACT_WORKLOAD_CHECK_READY)
     async def check_ready(self, check: c.ReadinessCheck) -> None:
@@ -166,11 +167,13 @@ class RecordingPlatform:
 
     def _update_state(self, change: Callable[[PlatformState], PlatformState]) -> None:
         # No await between read and write: calls on this worker's event loop cannot interleave here.
-        _write_atomically(self._record_dir / STATE_FILE, change(read_state(self._record_dir)).model_dump_json())
+        _write_atomically(
+            self._record_dir / STATE_FILE, change(read_state(self._record_dir)).model_dump_json()
+        )
 
 
 class _RecordedCall:
-    """`async with`: records `start`, sleeps the configured delay (heartbeating), runs the body, records `end`."""
+    """`async with`: record `start`, sleep the delay (heartbeating), run the body, record `end`."""
 
     def __init__(self, path: Path, name: str, detail: dict[str, Any], delay: float) -> None:
         self._path, self._name, self._detail, self._delay = path, name, detail, delay

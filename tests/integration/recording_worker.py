@@ -1,19 +1,19 @@
-"""`python -m tests.integration.recording_worker`: a real canaryflow worker process serving the recording platform.
+"""`python -m tests.integration.recording_worker`: a real worker process serving the recording platform.
 
-It is the product's worker (`build_worker` with every workflow, the product's sandbox and data converter) whose
-workload/router/metric activities are the recording platform's and whose webhook/alert activities are the real
-ones. Durability tests run it as a subprocess and SIGKILL it.
+It is the product's worker (`build_worker` with every workflow, the product's sandbox and data converter)
+whose workload/router/metric activities are the recording platform's and whose webhook/alert activities are
+the real ones. Durability tests run it as a subprocess and SIGKILL it.
 
 Environment:
-    TEMPORAL_ADDRESS, CANARYFLOW_TASK_QUEUE   where to poll (the product's settings, see canaryflow.settings)
-    RECORDING_DIR                             the record directory (required)
-    RECORDING_DELAYS                          optional, `activity=seconds,...`, e.g. `workload.scale_to_zero=20`:
-                                              the activity sleeps that long (heartbeating) before it acts
-    RECORDING_HEARTBEAT_TIMEOUT               optional seconds: schedule the recording platform's activities with
-                                              this heartbeat timeout, so an attempt lost with a killed worker is
-                                              retried after it instead of after the 60 s start-to-close timeout
+    TEMPORAL_ADDRESS, CANARYFLOW_TASK_QUEUE  where to poll (the product's settings, see canaryflow.settings)
+    RECORDING_DIR                            the record directory (required)
+    RECORDING_DELAYS                         optional `activity=seconds,...` (`workload.scale_to_zero=20`):
+                                             that activity sleeps so long (heartbeating) before it acts
+    RECORDING_HEARTBEAT_TIMEOUT              optional seconds: schedule the recording platform's activities
+                                             with this heartbeat timeout, so an attempt lost with a killed
+                                             worker is retried after it, not after the 60 s start-to-close
 
-Once polling, the worker creates `worker-<pid>.ready` in the record directory. SIGTERM/SIGINT stop it cleanly.
+SIGTERM/SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -104,7 +104,6 @@ async def serve(record_dir: Path, delays: dict[str, float], heartbeat_timeout: t
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with build_worker(temporal, settings, workflows=ALL_WORKFLOWS, activities=platform.activities()):
-        (record_dir / f"worker-{os.getpid()}.ready").touch()
         await stop.wait()
 
 

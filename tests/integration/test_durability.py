@@ -1,7 +1,7 @@
 """A release survives its worker: SIGKILL the worker process mid-release, start another, the release finishes.
 
-The worker is a real process (`tests.integration.recording_worker`) on the real dev server; its platform writes
-every call to a file that outlives it, so the test sees exactly which side effects happened, and how often.
+The worker is a real process (`tests.integration.recording_worker`) on the real dev server; its platform
+writes every call to a file that outlives it, so the test sees exactly which side effects happened, how often.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from workflows.release import ERR_ROLLED_BACK, CanaryRelease
 pytestmark = pytest.mark.integration
 
 PROJECT_ROOT = Path(__file__).parents[2]  # no resolve(): keep it a plain path computation
-# Shorter than the 60 s start-to-close of a step, so a scale-down lost with its worker is retried within seconds.
+# Far below a step's 60 s start-to-close: a scale-down lost with its worker is retried within seconds.
 HEARTBEAT_TIMEOUT_SECONDS = 2.0
 RESULT_TIMEOUT_SECONDS = 60.0
 
@@ -65,7 +65,11 @@ class WorkerProcesses:
             "RECORDING_DELAYS": ",".join(f"{name}={seconds}" for name, seconds in (delays or {}).items()),
             "RECORDING_HEARTBEAT_TIMEOUT": "" if heartbeat_timeout is None else str(heartbeat_timeout),
         }
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CANARYFLOW_", "RECORDING_"))}
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TEMPORAL_", "CANARYFLOW_", "RECORDING_"))
+        }
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "tests.integration.recording_worker"],
@@ -91,7 +95,9 @@ class WorkerProcesses:
                 process.wait(timeout=10)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {path.name} ---\n{path.read_text(errors='replace')}" for _, path in self.processes)
+        return "\n".join(
+            f"--- {path.name} ---\n{path.read_text(errors='replace')}" for _, path in self.processes
+        )
 
     def _process(self, pid: int) -> subprocess.Popen[bytes]:
         return next(process for process, _ in self.processes if process.pid == pid)
@@ -143,7 +149,7 @@ class ScheduledActivity:
 
 
 async def scheduled_activities_each_completed_once(handle: Release) -> list[ScheduledActivity]:
-    """Every activity the workflow scheduled, in order; asserts each completed exactly once and none failed."""
+    """Every activity the workflow scheduled, in order; asserts each completed exactly once, none failed."""
     history = await handle.fetch_history()
     scheduled: dict[int, ScheduledActivity] = {}
     completions: Counter[int] = Counter()
@@ -183,7 +189,9 @@ async def test_release_killed_between_steps_resumes_on_a_new_worker_without_repe
         first = workers.start()
         handle = (await start_release(dev_env.client, req, task_queue=workers.task_queue)).handle
 
-        await eventually(lambda: record.canary_weights() == [20], "the router has weight 20", context=record.dump)
+        await eventually(
+            lambda: record.canary_weights() == [20], "the router has weight 20", context=record.dump
+        )
 
         # The query answers only once the workflow has taken the write in: it now sleeps out its 2 s interval.
         async def workflow_took_weight_20() -> bool:
@@ -205,7 +213,7 @@ async def test_release_killed_between_steps_resumes_on_a_new_worker_without_repe
     # Nothing in flight at the kill, so every step ran exactly once: none lost, none repeated.
     assert record.canary_weights() == [20, 40, 60, 0], record.dump()
     assert record.in_flight() == []
-    assert [call.activity for call in record.calls() if call.event == "end"].count(c.ACT_WORKLOAD_PROMOTE) == 1
+    assert len(record.finished(c.ACT_WORKLOAD_PROMOTE)) == 1
     assert record.state() == PlatformState(
         primary_weight=100, canary_weight=0, canary_replicas=0, primary_revision=req.revision
     )
@@ -229,7 +237,9 @@ async def test_rollback_interrupted_by_a_killed_worker_completes_on_a_new_worker
         handle = (await start_release(dev_env.client, req, task_queue=workers.task_queue)).handle
 
         await eventually(
-            lambda: record.canary_weights()[-1:] == [0] and bool(record.started(c.ACT_WORKLOAD_SCALE_TO_ZERO)),
+            lambda: (
+                record.canary_weights()[-1:] == [0] and bool(record.started(c.ACT_WORKLOAD_SCALE_TO_ZERO))
+            ),
             "the rollback has routed all traffic to primary and begun scaling the canary down",
             context=record.dump,
         )
