@@ -1,13 +1,19 @@
 # Two entry points on a fresh Debian/Ubuntu machine (everything else is set up by them):
-#   make demo   the embedded default: Temporal dev server + Web UI + a canaryflow worker
+#   make demo   the local demo: Temporal + Web UI, HAProxy, Prometheus, a good release and a bad one
 #   make test   the whole test suite (unit, workflow, integration)
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: setup test test-unit test-workflow test-integration lint demo
+.PHONY: setup system-packages test test-unit test-workflow test-local test-integration lint demo
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@command -v haproxy >/dev/null && command -v prometheus >/dev/null && command -v hey >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends haproxy prometheus hey >/dev/null)
 
 setup:
-	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet uv || \
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || \
 		(curl -LsSf https://astral.sh/uv/install.sh | sh)
 	$(UV) sync --locked
 
@@ -22,10 +28,13 @@ test-unit: setup
 test-workflow: setup
 	$(UV) run pytest -q tests/workflow tests/replay
 
-test-integration: setup
+test-local: setup system-packages
+	$(UV) run pytest -q tests/local
+
+test-integration: setup system-packages
 	$(UV) run pytest -q tests/integration tests/cli
 
-test: lint test-unit test-workflow test-integration
+test: lint test-unit test-workflow test-local test-integration
 
-demo: setup
-	$(UV) run canaryflow dev
+demo: setup system-packages
+	$(UV) run canaryflow demo
