@@ -87,6 +87,7 @@ class MetricQuery(_Model):
     target: ReleaseTarget
     metric_name: str
     template: MetricTemplate | None = None  # None for builtin metrics (request-success-rate, request-duration)
+    inline_query: str | None = None  # Flagger's deprecated `metric.query`: PromQL against the canary's metrics server
     interval: str = "1m"
     variables: dict[str, str] = Field(default_factory=dict)
     # Seconds since traffic last changed. Providers shrink their query window to it so a window never spans the

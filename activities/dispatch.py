@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
 from activities.metrics.base import BUILTIN_OBSERVERS, METRIC_PROVIDERS, MetricProvider
+from activities.metrics.prometheus import windowed
 from activities.metrics.render import TemplateError, render_query
 from activities.routers.base import ROUTERS, Router, router_key
 from activities.workloads.base import WORKLOADS, WorkloadProvider, platform_of
@@ -88,7 +89,9 @@ def _metric_source(query: c.MetricQuery) -> tuple[MetricProvider, str]:
         if type_name not in METRIC_PROVIDERS:
             raise _unknown("metric provider", type_name, list(METRIC_PROVIDERS))
         try:
-            rendered = render_query(query.template.spec.query, query)
+            # Prometheus windows ({{ interval }}) shrink so they never span the previous traffic step.
+            model = windowed(query) if type_name == "prometheus" else query
+            rendered = render_query(query.template.spec.query, model)
         except TemplateError as error:
             raise ApplicationError(str(error), type=c.ERR_INVALID_SPEC, non_retryable=True) from error
         return METRIC_PROVIDERS[type_name], rendered
@@ -96,6 +99,13 @@ def _metric_source(query: c.MetricQuery) -> tuple[MetricProvider, str]:
     if key not in BUILTIN_OBSERVERS:
         raise _unknown("builtin metrics observer", key, list(BUILTIN_OBSERVERS))
     observer = BUILTIN_OBSERVERS[key]
+    if query.inline_query:
+        # Flagger's deprecated inline query runs as-is on the Prometheus the builtin metrics use.
+        try:
+            rendered = render_query(query.inline_query, windowed(query))
+        except TemplateError as error:
+            raise ApplicationError(str(error), type=c.ERR_INVALID_SPEC, non_retryable=True) from error
+        return observer.provider(query), rendered
     return observer.provider(query), observer.query(query)
 
 

@@ -82,6 +82,10 @@ def _run(factory: Callable[[], Awaitable[T]]) -> T:
         if _debug:
             raise
         _fail(str(error), EXIT_UNREACHABLE)
+    except OSError as error:  # e.g. a local stack process that cannot start
+        if _debug:
+            raise
+        _fail(str(error), EXIT_UNREACHABLE)
     except RPCError as error:
         if _debug:
             raise
@@ -462,10 +466,9 @@ def promote(
 @app.command()
 def worker() -> None:
     """Run a worker on the task queue until SIGTERM/SIGINT."""
-    from workers.worker import run_worker
+    from workers.worker import main as worker_main
 
-    settings = load_settings()
-    _run(lambda: run_worker(settings))
+    worker_main()
 
 
 @app.command()

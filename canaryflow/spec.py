@@ -601,6 +601,118 @@ class CanaryAnalysis(SpecModel):
 
 
 # ----------------------------------------------------------------------------------------------------
+# spec.local (canaryflow extension: the app of a `LocalApp` target, run as local processes)
+
+LOCAL_PLACEHOLDERS: tuple[str, ...] = ("port", "version", "role", "python", "name", "namespace")
+# `{name}` is a placeholder and `{{name}}` a literal `{name}`. Braces around anything with a quote or a blank
+# (JSON such as `{"v3": {"error_rate": 0.3}}`) are plain text, since env values often hold JSON.
+_PLACEHOLDER = re.compile(r"\{\{(\s*[^{}\"'\s]+\s*)\}\}|\{(\s*[^{}\"'\s]+\s*)\}")
+_PLACEHOLDER_LIST = ", ".join(f"{{{name}}}" for name in LOCAL_PLACEHOLDERS)
+
+
+def _unknown_placeholders(text: str) -> list[str]:
+    return [
+        match.group(2)
+        for match in _PLACEHOLDER.finditer(text)
+        if match.group(2) is not None and match.group(2) not in LOCAL_PLACEHOLDERS
+    ]
+
+
+def _expand(text: str, values: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        escaped = match.group(1)
+        return f"{{{escaped}}}" if escaped is not None else values[match.group(2)]
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+def _placeholder_fix(unknown: str) -> str:
+    match = closest(unknown.strip(), LOCAL_PLACEHOLDERS)
+    hint = f" Did you mean `{{{match}}}`?" if match else ""
+    literal = f"`{{{{{unknown}}}}}` for a literal `{{{unknown}}}`"
+    return f"use one of {_PLACEHOLDER_LIST}, or write {literal}.{hint}"
+
+
+TcpPort = Annotated[int, Field(ge=1, le=65535)]
+
+
+class LocalAppSpec(SpecModel):
+    """How to run the app of a `LocalApp` target: one process per role (primary, canary) on its own port."""
+
+    command: list[str]
+    version: str
+    env: dict[str, str] = {}
+    primary_port: TcpPort
+    canary_port: TcpPort
+    readiness_path: str = "/readyz"
+    metrics_path: str = "/metrics"
+    router_metrics_port: TcpPort
+    working_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> Self:
+        problems = _Problems("LocalAppSpec")
+        if not self.command or not self.command[0]:
+            problems.add(
+                ("command",),
+                self.command,
+                "command is empty",
+                'write the program and its arguments, e.g. `["{python}", "-m", "canaryflow.demoapp", '
+                '"--port", "{port}", "--version", "{version}"]`',
+            )
+        for index, argument in enumerate(self.command):
+            for unknown in _unknown_placeholders(argument):
+                where = "" if argument == f"{{{unknown}}}" else f" in `{argument}`"
+                problems.add(
+                    ("command", index),
+                    argument,
+                    f"unknown placeholder `{{{unknown}}}`{where}",
+                    _placeholder_fix(unknown),
+                )
+        for key, value in self.env.items():
+            if not key or "=" in key or "\0" in key:
+                problems.add(
+                    ("env", key),
+                    key,
+                    f"`{key}` is not a valid environment variable name",
+                    "use a name without `=`, e.g. `DEMOAPP_BEHAVIOUR`",
+                )
+            for unknown in _unknown_placeholders(value):
+                problems.add(
+                    ("env", key),
+                    value,
+                    f"unknown placeholder `{{{unknown}}}` in the value of `{key}`",
+                    _placeholder_fix(unknown),
+                )
+        if not self.version:
+            problems.add(("version",), self.version, "version is empty", "write e.g. `version: v1`")
+        if not self.readiness_path.startswith("/"):
+            problems.add(
+                ("readinessPath",),
+                self.readiness_path,
+                f"readinessPath `{self.readiness_path}` does not start with `/`",
+                "write an absolute HTTP path, e.g. `readinessPath: /readyz`",
+            )
+        if self.metrics_path and not self.metrics_path.startswith("/"):
+            problems.add(
+                ("metricsPath",),
+                self.metrics_path,
+                f"metricsPath `{self.metrics_path}` does not start with `/`",
+                'write an absolute HTTP path, e.g. `metricsPath: /metrics`, or `""` if the app exports none',
+            )
+        problems.raise_if_any()
+        return self
+
+    def command_for(self, values: Mapping[str, str]) -> list[str]:
+        """`command` with every placeholder replaced; `values` maps each of LOCAL_PLACEHOLDERS to its text."""
+        return [_expand(argument, values) for argument in self.command]
+
+    def env_for(self, values: Mapping[str, str]) -> dict[str, str]:
+        """`env` with every placeholder in the values replaced (see `command_for`)."""
+        return {key: _expand(value, values) for key, value in self.env.items()}
+
+
+# ----------------------------------------------------------------------------------------------------
 # Canary
 
 
@@ -620,6 +732,8 @@ class CanarySpec(SpecModel):
     skip_analysis: bool = False
     revert_on_deletion: bool = False
     suspend: bool = False
+    # canaryflow extension: required for a `LocalApp` target, forbidden for any other.
+    local: LocalAppSpec | None = None
 
     @field_validator("provider")
     @classmethod
@@ -666,6 +780,46 @@ class CanarySpec(SpecModel):
                 "a Knative Service cannot use an autoscalerRef",
                 "remove `autoscalerRef`; Knative scales the revisions itself",
             )
+        problems.raise_if_any()
+        return self
+
+    @model_validator(mode="after")
+    def _local_app_rules(self) -> Self:
+        problems = _Problems("CanarySpec")
+        kind = self.target_ref.kind
+        if kind == "LocalApp" and self.local is None:
+            problems.add(
+                ("local",),
+                None,
+                "required field `local` is missing: a `LocalApp` target needs it",
+                'add `local: {command: ["{python}", "-m", "canaryflow.demoapp", "--port", "{port}", '
+                '"--version", "{version}"], version: v1, primaryPort: 18481, canaryPort: 18482, '
+                "routerMetricsPort: 18483}` under `spec`",
+            )
+        if kind != "LocalApp" and self.local is not None:
+            problems.add(
+                ("local",),
+                None,
+                f"`local` only applies to a `LocalApp` target, not to a `{kind}`",
+                "remove `local`, or set `targetRef.kind: LocalApp`",
+            )
+        if self.local is not None:
+            used: dict[int, str] = {self.service.port: "service.port"}
+            for key, port in (
+                ("primaryPort", self.local.primary_port),
+                ("canaryPort", self.local.canary_port),
+                ("routerMetricsPort", self.local.router_metrics_port),
+            ):
+                if port in used:
+                    problems.add(
+                        ("local", key),
+                        port,
+                        f"port {port} is already used by `{used[port]}`",
+                        "give service.port, local.primaryPort, local.canaryPort and local.routerMetricsPort "
+                        "four different ports",
+                    )
+                else:
+                    used[port] = f"local.{key}"
         problems.raise_if_any()
         return self
 

@@ -24,7 +24,7 @@ from canaryflow.devserver import DevServer
 from canaryflow.settings import Settings
 
 
-class StackError(RuntimeError):
+class StackError(OSError):
     pass
 
 
@@ -72,6 +72,10 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
+        # Until the child has exec'd, /proc shows the parent's command line: wait for it, or for an early exit.
+        deadline = time.monotonic() + 5.0
+        while self.pid() is None and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
         return process.pid
 
     def stop(self, timeout: float = 10.0) -> bool:

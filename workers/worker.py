@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import signal
 import sys
 import threading
@@ -58,8 +59,10 @@ def build_worker(
 
         workflows = ALL_WORKFLOWS
     if activities is None:
+        from activities.local_platform import register as register_local_platform
         from activities.registry import default_activities
 
+        register_local_platform(settings)
         activities = default_activities()
     # Sync activities (e.g. the blocking kubernetes client) need threads; size them like the activity slots.
     needs_threads = any(not _is_async_callable(activity) for activity in activities)
@@ -155,8 +158,10 @@ def main() -> None:
     try:
         asyncio.run(run_worker(settings))
     except TemporalUnavailable as err:
-        print(f"canaryflow worker: {err}", file=sys.stderr)
-        sys.exit(EXIT_TEMPORAL_UNAVAILABLE)
+        print(f"canaryflow worker: {err}", file=sys.stderr, flush=True)
+        # os._exit: the SDK's Rust runtime threads may still be unwinding a failed connect, and a normal
+        # interpreter shutdown under them was seen to segfault (about 1 run in 4).
+        os._exit(EXIT_TEMPORAL_UNAVAILABLE)
 
 
 if __name__ == "__main__":

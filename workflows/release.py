@@ -222,6 +222,7 @@ class CanaryRelease:
             self._raise_on_commands()
             if self._state.paused:
                 await self._wait_while_paused()
+                self._raise_on_commands()  # an abort, promote or new revision ends the pause at once
                 continue
             self._maybe_continue_as_new()
             if await self._tick():
@@ -693,7 +694,7 @@ class CanaryRelease:
                 pending.approvals[gate] = command
             else:
                 pending.rejection = (gate, command)
-            message = f"{gate} {kind}d"
+            message = f"{gate} {'approved' if kind == 'approve' else 'rejected'}"
         elif kind == "abort":
             pending.abort = command
             message = "abort requested: rolling back"

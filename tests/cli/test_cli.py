@@ -223,8 +223,14 @@ async def test_dev_runs_temporal_with_ui_and_a_worker_then_stops_cleanly(tmp_pat
     }
     variables.pop("TEMPORAL_ADDRESS", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "canaryflow.cli", "dev", env=variables,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        sys.executable,
+        "-m",
+        "canaryflow.cli",
+        "dev",
+        env=variables,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -238,8 +244,15 @@ async def test_dev_runs_temporal_with_ui_and_a_worker_then_stops_cleanly(tmp_pat
             assert (await http.get(f"http://127.0.0.1:{ui_port}/")).status_code == 200
         # The worker registered nothing unusual and `list` works against the embedded server.
         listing = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "canaryflow.cli", "list", "-o", "json", env=variables,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "canaryflow.cli",
+            "list",
+            "-o",
+            "json",
+            env=variables,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(listing.communicate(), timeout=60)
         assert listing.returncode == 0, err.decode()

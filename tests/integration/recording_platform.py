@@ -105,9 +105,7 @@ class RecordingPlatform:
     @activity.defn(name=c.ACT_WORKLOAD_INITIALIZE)
     async def initialize(self, target: c.ReleaseTarget) -> None:
         async with self._call(c.ACT_WORKLOAD_INITIALIZE, {"revision": target.revision}):
-            self._update_state(
-                lambda s: s.model_copy(update={"primary_revision": s.primary_revision or "bootstrap"})
-            )
+            self._update_state(lambda s: s.model_copy(update={"primary_revision": s.primary_revision or "bootstrap"}))
 
     @activity.defn(name=c.ACT_WORKLOAD_CHECK_READY)
     async def check_ready(self, check: c.ReadinessCheck) -> None:
@@ -151,9 +149,7 @@ class RecordingPlatform:
     @activity.defn(name=c.ACT_ROUTER_GET_ROUTES)
     async def get_routes(self, target: c.ReleaseTarget) -> c.Routes:
         state = read_state(self._record_dir)
-        return c.Routes(
-            primary_weight=state.primary_weight, canary_weight=state.canary_weight, mirrored=state.mirrored
-        )
+        return c.Routes(primary_weight=state.primary_weight, canary_weight=state.canary_weight, mirrored=state.mirrored)
 
     @activity.defn(name=c.ACT_METRIC_QUERY)
     async def query(self, query: c.MetricQuery) -> c.MetricValue:
@@ -167,9 +163,7 @@ class RecordingPlatform:
 
     def _update_state(self, change: Callable[[PlatformState], PlatformState]) -> None:
         # No await between read and write: calls on this worker's event loop cannot interleave here.
-        _write_atomically(
-            self._record_dir / STATE_FILE, change(read_state(self._record_dir)).model_dump_json()
-        )
+        _write_atomically(self._record_dir / STATE_FILE, change(read_state(self._record_dir)).model_dump_json())
 
 
 class _RecordedCall:

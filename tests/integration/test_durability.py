@@ -38,7 +38,7 @@ from workflows.release import ERR_ROLLED_BACK, CanaryRelease
 
 pytestmark = pytest.mark.integration
 
-PROJECT_ROOT = Path(__file__).parents[2]  # no resolve(): keep it a plain path computation
+PROJECT_ROOT = Path(__file__).parents[2]
 # Far below a step's 60 s start-to-close: a scale-down lost with its worker is retried within seconds.
 HEARTBEAT_TIMEOUT_SECONDS = 2.0
 RESULT_TIMEOUT_SECONDS = 60.0
@@ -66,9 +66,7 @@ class WorkerProcesses:
             "RECORDING_HEARTBEAT_TIMEOUT": "" if heartbeat_timeout is None else str(heartbeat_timeout),
         }
         inherited = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("TEMPORAL_", "CANARYFLOW_", "RECORDING_"))
+            k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "CANARYFLOW_", "RECORDING_"))
         }
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -90,14 +88,10 @@ class WorkerProcesses:
 
     def kill_all(self) -> None:
         for process, _ in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            self.kill(process.pid)
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name} ---\n{path.read_text(errors='replace')}" for _, path in self.processes
-        )
+        return "\n".join(f"--- {path.name} ---\n{path.read_text(errors='replace')}" for _, path in self.processes)
 
     def _process(self, pid: int) -> subprocess.Popen[bytes]:
         return next(process for process, _ in self.processes if process.pid == pid)
@@ -189,9 +183,7 @@ async def test_release_killed_between_steps_resumes_on_a_new_worker_without_repe
         first = workers.start()
         handle = (await start_release(dev_env.client, req, task_queue=workers.task_queue)).handle
 
-        await eventually(
-            lambda: record.canary_weights() == [20], "the router has weight 20", context=record.dump
-        )
+        await eventually(lambda: record.canary_weights() == [20], "the router has weight 20", context=record.dump)
 
         # The query answers only once the workflow has taken the write in: it now sleeps out its 2 s interval.
         async def workflow_took_weight_20() -> bool:
@@ -231,15 +223,11 @@ async def test_rollback_interrupted_by_a_killed_worker_completes_on_a_new_worker
     req = durable_request({"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60})
     async with worker_processes(dev_env, tmp_path) as workers:
         # The canary's scale-down takes 30 s on this worker: long enough to kill it in the middle.
-        first = workers.start(
-            delays={c.ACT_WORKLOAD_SCALE_TO_ZERO: 30}, heartbeat_timeout=HEARTBEAT_TIMEOUT_SECONDS
-        )
+        first = workers.start(delays={c.ACT_WORKLOAD_SCALE_TO_ZERO: 30}, heartbeat_timeout=HEARTBEAT_TIMEOUT_SECONDS)
         handle = (await start_release(dev_env.client, req, task_queue=workers.task_queue)).handle
 
         await eventually(
-            lambda: (
-                record.canary_weights()[-1:] == [0] and bool(record.started(c.ACT_WORKLOAD_SCALE_TO_ZERO))
-            ),
+            lambda: record.canary_weights()[-1:] == [0] and bool(record.started(c.ACT_WORKLOAD_SCALE_TO_ZERO)),
             "the rollback has routed all traffic to primary and begun scaling the canary down",
             context=record.dump,
         )

@@ -95,9 +95,7 @@ async def cancel_at_weight_20(client: Client, handle: Release, req: ReleaseReque
     await fail_to_end(client, handle, req, task_queue)
 
 
-async def retarget_at_weight_20(
-    client: Client, handle: Release, req: ReleaseRequest, task_queue: str
-) -> None:
+async def retarget_at_weight_20(client: Client, handle: Release, req: ReleaseRequest, task_queue: str) -> None:
     await wait_until(handle, lambda s: s.canary_weight == 20, "the canary gets 20%")
     # CI starting the next revision while this one analyses: signal-with-start reaches the running release.
     await start_release(client, req.model_copy(update={"revision": "rev-3"}), task_queue=task_queue)
@@ -129,9 +127,7 @@ def scenario_request(scenario: Scenario, receiver: HttpReceiver) -> ReleaseReque
         hooks.append({"name": "audit", "type": "event", "url": receiver.url_for("/event")})
         alerts.append({"name": "on-call", "severity": "info", "providerRef": {"name": "on-call"}})
     if scenario.analysis.get("gate"):
-        hooks.append(
-            {"name": "release-manager", "type": "confirm-promotion", "url": receiver.url_for(GATE_PATH)}
-        )
+        hooks.append({"name": "release-manager", "type": "confirm-promotion", "url": receiver.url_for(GATE_PATH)})
     analysis = {k: v for k, v in scenario.analysis.items() if k != "gate"}
     spec = canary({"interval": "1s", "maxWeight": 60, "webhooks": hooks, "alerts": alerts, **analysis})
     spec.metadata.name = f"podinfo-{scenario.name}"
@@ -147,9 +143,7 @@ async def record(env: WorkflowEnvironment, scenario: Scenario, receiver: HttpRec
     task_queue = f"record-{uuid.uuid4()}"
     settings = Settings(task_queue=task_queue, temporal_address=env.client.service_client.config.target_host)
     req = scenario_request(scenario, receiver)
-    worker = build_worker(
-        env.client, settings, workflows=ALL_WORKFLOWS, activities=scenario.platform().activities()
-    )
+    worker = build_worker(env.client, settings, workflows=ALL_WORKFLOWS, activities=scenario.platform().activities())
     async with worker:
         handle = (await start_release(env.client, req, task_queue=task_queue)).handle
         await asyncio.wait_for(scenario.drive(env.client, handle, req, task_queue), timeout=60)
@@ -162,9 +156,7 @@ async def record(env: WorkflowEnvironment, scenario: Scenario, receiver: HttpRec
 async def main(names: list[str]) -> None:
     unknown = set(names) - {s.name for s in SCENARIOS}
     if unknown:
-        raise SystemExit(
-            f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {[s.name for s in SCENARIOS]}"
-        )
+        raise SystemExit(f"unknown scenario(s) {', '.join(sorted(unknown))}; known: {[s.name for s in SCENARIOS]}")
     HISTORIES_DIR.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_bin(),

@@ -78,9 +78,7 @@ class CanaryReleaseWithPatchedStep(CanaryRelease):
 
     async def _initialize(self) -> None:
         if workflow.patched("read-routes-before-initializing"):
-            await self._act(
-                c.ACT_ROUTER_GET_ROUTES, self._target(), result_type=c.Routes, summary="read routes"
-            )
+            await self._act(c.ACT_ROUTER_GET_ROUTES, self._target(), result_type=c.Routes, summary="read routes")
         await super()._initialize()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -119,7 +121,13 @@ async def running_release(
     req.canary.metadata.name = f"{req.canary.metadata.name}-{uuid.uuid4().hex[:8]}"
     async with Worker(env.client, task_queue=task_queue, workflows=ALL_WORKFLOWS, activities=platform.activities()):
         started = await start_release(env.client, req, task_queue=task_queue)
-        yield Running(env=env, platform=platform, task_queue=task_queue, started=started, request=req)
+        try:
+            yield Running(env=env, platform=platform, task_queue=task_queue, started=started, request=req)
+        finally:
+            # The test server's clock is shared and stops while any workflow task waits for a worker: a release a
+            # failed test left running would freeze every later test.
+            with contextlib.suppress(RPCError):
+                await started.handle.terminate(reason="test finished")
 
 
 # --------------------------------------------------------------------------------------------------------------

