@@ -13,9 +13,11 @@ Also `/gate/approve` (200), `/gate/halt` (403), `/gate/check|open|close` and `/r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -64,7 +66,8 @@ class LoadTester:
         with self.lock:
             for process in self.running.values():
                 if process.poll() is None:
-                    process.kill()
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)  # the shell and the load tool it started
                     process.wait()
             self.running.clear()
 

@@ -164,6 +164,7 @@ class LocalStack:
         env = {
             "TEMPORAL_ADDRESS": self.temporal.address,
             "CANARYFLOW_STATE_DIR": str(self.root),
+            "CANARYFLOW_TASK_QUEUE": self.settings.task_queue,
             "CANARYFLOW_METRICS_SERVER": self.settings.metrics_server,
             "CANARYFLOW_WORKER_METRICS_BIND": self.settings.worker_metrics_bind or "127.0.0.1:9466",
         }
