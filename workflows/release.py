@@ -201,6 +201,7 @@ class CanaryRelease:
                 await self._gate_alert(WebhookType.CONFIRM_ROLLOUT, "Canary is waiting for approval.")
             await self._wait_interval(f"confirm-rollout gate ({self._state.name})")
             self._raise_on_commands()
+            self._maybe_continue_as_new()
 
     async def _scale_up_canary(self) -> None:
         await self._event(f"New revision detected! Scaling up {self._target_name()}")
@@ -341,25 +342,25 @@ class CanaryRelease:
         self._log("warning", f"Rolling back {self._canary_id()}: {reason}")
         if alert:
             await self._alert(reason, "error" if "threshold" in reason else "warn")
-        await self._act(
-            c.ACT_ROUTER_SET_ROUTES,
-            c.SetRoutes(target=self._target(), routes=c.Routes(primary_weight=100, canary_weight=0)),
-            summary="rollback: route all traffic to primary",
-            retry=ROLLBACK_RETRY,
-        )
-        self._apply_routes(100, 0, False)
+        routes = c.SetRoutes(target=self._target(), routes=c.Routes(primary_weight=100, canary_weight=0))
+        if await self._compensate(c.ACT_ROUTER_SET_ROUTES, routes, "route all traffic to primary"):
+            self._apply_routes(100, 0, False)
         await self._event(f"Canary failed! Scaling down {self._target_name()}", warning=True)
-        await self._act(
-            c.ACT_WORKLOAD_SCALE_TO_ZERO,
-            self._target(),
-            summary="rollback: scale canary to zero",
-            retry=ROLLBACK_RETRY,
-        )
+        await self._compensate(c.ACT_WORKLOAD_SCALE_TO_ZERO, self._target(), "scale canary to zero")
         state.stage = Stage.DONE
         state.outcome = reason
         state.waiting_gates.clear()
         self._set_phase(d.Phase.FAILED)
         await self._run_hooks(WebhookType.POST_ROLLOUT)
+
+    async def _compensate(self, activity: str, arg: Any, step: str) -> bool:
+        """One rollback step, retried until it succeeds; a step that fails for good must not stop the others."""
+        try:
+            await self._act(activity, arg, summary=f"rollback: {step}", retry=ROLLBACK_RETRY)
+        except ActivityError as failure:
+            self._log("warning", f"Rollback step failed for good: {step}: {_failure_message(failure)}")
+            return False
+        return True
 
     # ----------------------------------------------------------------------------------------------------------
     # Checks: webhooks, metrics, gates
@@ -574,8 +575,9 @@ class CanaryRelease:
             if analysis
             else 100
         )
-        started = self._state.started_at or workflow.now()
-        remaining = spec.progress_deadline_seconds - (workflow.now() - started).total_seconds()
+        # The deadline counts from this wait: the rollout it waits for (canary scale-up, primary promotion, a
+        # canary that became unready) started right before, not when the analysis started.
+        started = workflow.now()
         check = c.ReadinessCheck(
             target=self._target(),
             workload="primary" if workload == "primary" else "canary",
@@ -590,7 +592,7 @@ class CanaryRelease:
                 summary=f"wait for {workload} readiness",
                 retry=READINESS_RETRY,
                 timeout=timedelta(seconds=30),
-                schedule_to_close=timedelta(seconds=max(remaining, 0) + 30),
+                schedule_to_close=timedelta(seconds=spec.progress_deadline_seconds + 30),
             )
         except ActivityError as failure:
             if _is_deadline(failure):
@@ -642,8 +644,8 @@ class CanaryRelease:
 
     def _maybe_continue_as_new(self) -> None:
         info = workflow.info()
-        if self._pending.approvals or self._state.waiting_gates:
-            return  # carry no half-handled command across runs
+        if self._pending.approvals:
+            return  # carry no half-handled command across runs (waiting gates are state: they carry over)
         if (
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= self._request.history_event_limit
@@ -670,6 +672,9 @@ class CanaryRelease:
                 return f"gate {command.gate!r} is not waiting; waiting gates: {', '.join(gates)}"
             if not command.gate and len(gates) > 1:
                 return f"several gates wait ({', '.join(gates)}); name one with --gate"
+        elif kind in ("abort", "pause") and phase in (d.Phase.PROMOTING, d.Phase.FINALISING):
+            # The primary already runs the new revision and nothing checks for these until the release ends.
+            return f"cannot {kind} in phase {phase}: the promotion is under way"
         elif kind == "pause" and self._state.paused:
             return f"release is already paused by {self._state.paused_by or 'unknown'}"
         elif kind == "resume" and not self._state.paused:
@@ -961,15 +966,22 @@ class CanaryRelease:
         timeout: timedelta = STEP_TIMEOUT,
         schedule_to_close: timedelta | None = None,
     ) -> Any:
-        return await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=timeout,
-            schedule_to_close_timeout=schedule_to_close,
-            retry_policy=retry,
-            summary=summary,
-        )
+        try:
+            return await workflow.execute_activity(
+                activity,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=timeout,
+                schedule_to_close_timeout=schedule_to_close,
+                retry_policy=retry,
+                summary=summary,
+            )
+        except ActivityError as failure:
+            # Cancelling the release cancels the activity in flight: that is the cancellation, not a failed step
+            # (callers treat a failed hook, metric or alert as a result and would swallow it).
+            if isinstance(failure.cause, CancelledError):
+                raise CancelledError(_failure_message(failure)) from failure
+            raise
 
     def _target(self) -> c.ReleaseTarget:
         return c.ReleaseTarget(canary=self._request.canary, revision=self._state.revision, image=self._request.image)
@@ -1075,7 +1087,8 @@ def _is_deadline(failure: ActivityError) -> bool:
     from temporalio.exceptions import TimeoutError as ActivityTimeout
 
     cause = failure.cause
-    if isinstance(cause, ApplicationError) and cause.type == c.ERR_PROGRESS_DEADLINE:
+    # NotReady stops being retried only when the next poll would pass the schedule-to-close deadline.
+    if isinstance(cause, ApplicationError) and cause.type in (c.ERR_PROGRESS_DEADLINE, c.ERR_NOT_READY):
         return True
     return isinstance(cause, ActivityTimeout)
 

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -102,6 +102,7 @@ class Running:
             cause = failure.cause
             assert isinstance(cause, ApplicationError), cause
             assert cause.type == ERR_ROLLED_BACK, cause
+            assert (await self.handle.describe()).status == WorkflowExecutionStatus.FAILED
             return cause
         raise AssertionError(f"the release did not roll back: {result}")
 

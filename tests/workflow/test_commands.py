@@ -84,7 +84,9 @@ async def test_abort_rolls_back(time_skipping_env: WorkflowEnvironment) -> None:
         assert answer.accepted
         failure = await run.rolled_back()
         state = await run.state()
+        phases = await run.phases()
     assert failure.message == state.outcome == "Aborted by carol: pager is ringing"
+    assert phases == ["Initializing", "Initialized", "Progressing", "Failed"]
     assert (state.phase, state.canary_weight, state.failed_checks) == ("Failed", 0, 0)
     assert platform.route_history == [(80, 20, False), (60, 40, False), (100, 0, False)]
     assert platform.canary_replicas == 0
@@ -106,6 +108,11 @@ async def test_pause_freezes_the_analysis_until_resume(time_skipping_env: Workfl
         assert platform.route_history == [(80, 20, False)]
         assert platform.metric_calls == metrics_before
         assert "already paused by dave" in await refused(run, "pause", Command(identity="erin"))
+        # Accepted updates are in the history, refused ones are not.
+        assert await update_events(run) == [
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+        ]
         assert (await send_command(run.handle, "resume", Command(identity="dave"))).accepted
         assert "release is not paused" in await refused(run, "resume", Command(identity="dave"))
         result = await run.handle.result()
@@ -177,3 +184,20 @@ async def test_commands_work_as_signals(time_skipping_env: WorkflowEnvironment) 
         ("confirm-promotion approved: ship it", "ui-user"),
     ]
     assert "Rolling back" not in " ".join(messages(state))
+
+
+async def test_abort_and_pause_are_refused_once_the_promotion_is_under_way(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    platform = FakePlatform()
+    spec = canary({"stepWeightPromotion": 20})  # traffic shifts back to primary over several intervals
+    async with running_release(time_skipping_env, platform, request(spec)) as run:
+        await advance_until(run, lambda s: s.phase == "Promoting" and s.canary_weight == 40)
+        # The primary already runs the new revision: there is nothing left to roll back to.
+        assert "cannot abort in phase Promoting" in await refused(run, "abort", Command(identity="carol"))
+        assert "cannot pause in phase Promoting" in await refused(run, "pause", Command(identity="carol"))
+        result = await run.handle.result()
+        state = await run.state()
+    assert result.phase == "Succeeded"
+    assert platform.route_history == [*PROMOTED[:3], (60, 40, False), (80, 20, False), (100, 0, False)]
+    assert [x for x in state.decisions if x.kind == "command"] == []

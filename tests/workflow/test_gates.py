@@ -73,7 +73,7 @@ async def test_confirm_rollout_refusal_waits_without_failed_checks_until_it_pass
         async with running_release(time_skipping_env, platform, request(spec)) as run:
             waiting = await advance_until(run, lambda s: s.phase == "Waiting", step_seconds=1)
             assert waiting.waiting_gates == ["confirm-rollout"]
-            await time_skipping_env.sleep(3 * 60 + 5)
+            await time_skipping_env.sleep(3 * 60 + 30)
             still = await run.state()
             assert (still.phase, still.failed_checks, still.canary_weight) == ("Waiting", 0, 0)
             assert platform.canary_replicas == 0 and platform.route_history == []
@@ -127,13 +127,9 @@ async def test_pre_rollout_failure_is_retried_each_tick_until_the_threshold_roll
     assert platform.metric_calls == {}
     assert platform.route_history == [(100, 0, False)]
     assert platform.canary_replicas == 0
-    warnings = messages(state, "warning")
-    assert (
-        warnings.count(
-            "Halt advancement: pre-rollout check smoke failed: giving up after 1 attempt(s): HTTP 500: smoke tests failed"
-        )
-        == 2
-    )
+    halted = "Halt advancement: pre-rollout check smoke failed: "
+    halted += "giving up after 1 attempt(s): HTTP 500: smoke tests failed"
+    assert messages(state, "warning").count(halted) == 2
 
 
 async def test_rollout_hook_failure_is_a_failed_check_and_holds_the_weight(
@@ -173,7 +169,7 @@ async def test_confirm_traffic_increase_refusal_holds_the_weight_without_failed_
             hooks.answer("more", 403)
             await advance_until(run, lambda s: s.waiting_gates == ["confirm-traffic-increase"])
             queried = platform.metric_calls["request-success-rate"]
-            await time_skipping_env.sleep(3 * 60)
+            await time_skipping_env.sleep(3 * 60 + 30)  # mid-interval: exactly three more ticks
             held = await run.state()
             assert (held.phase, held.canary_weight, held.failed_checks) == ("Progressing", 20, 0)
             assert platform.route_history == [(80, 20, False)]
@@ -197,7 +193,7 @@ async def test_confirm_promotion_refusal_waits_in_waiting_promotion_until_approv
             waiting = await advance_until(run, lambda s: s.phase == "WaitingPromotion")
             assert waiting.waiting_gates == ["confirm-promotion"]
             queried = platform.metric_calls["request-success-rate"]
-            await time_skipping_env.sleep(3 * 60)
+            await time_skipping_env.sleep(3 * 60 + 30)  # mid-interval: exactly three more ticks
             # Analysis continues every interval; traffic stays where the last step put it.
             assert platform.metric_calls["request-success-rate"] == queried + 3
             assert platform.route_history == STEPS

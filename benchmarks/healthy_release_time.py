@@ -1,0 +1,107 @@
+"""Wall time of a healthy release on the real local stack against its bare analysis time.
+
+stepWeight 10, maxWeight 50, interval I, the builtin success rate under steady load. The bare analysis time is
+the number of analysis intervals the release slept (its fired timers, from the history) times I; everything
+else (initialisation, readiness waits, activities, workflow tasks, promotion) is overhead. The decision log
+splits the wall time into stages.
+
+`uv run python benchmarks/healthy_release_time.py [--interval SECONDS] [--rps R]`; prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from _stack import BenchStack, local_stack
+from temporalio.api.enums.v1 import EventType
+
+from workflows.model import Decision
+
+STEP_WEIGHT = 10
+MAX_WEIGHT = 50
+VERSION = "v2"
+
+
+def _analysis(interval: float) -> dict[str, Any]:
+    success_rate = {
+        "name": "request-success-rate",
+        "interval": f"{interval:g}s",
+        "thresholdRange": {"min": 99},
+    }
+    return {
+        "interval": f"{interval:g}s",
+        "threshold": 2,
+        "stepWeight": STEP_WEIGHT,
+        "maxWeight": MAX_WEIGHT,
+        "metrics": [success_rate],
+    }
+
+
+def _first(decisions: list[Decision], message: str) -> datetime:
+    return next(d.at for d in decisions if d.message.startswith(message))
+
+
+async def _fired_timers(bench: BenchStack, workflow_id: str) -> int:
+    fired = 0
+    async for event in bench.client.get_workflow_handle(workflow_id).fetch_history_events():
+        fired += event.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+    return fired
+
+
+async def measure(bench: BenchStack, interval: float, rps: int) -> dict[str, Any]:
+    canary = bench.canary("healthy", _analysis(interval), load_rps=rps)
+    started_at = time.time()
+    started = time.monotonic()
+    workflow_id = await bench.start(canary, VERSION)
+    phase, decisions = await bench.finish(workflow_id)
+    wall = time.monotonic() - started
+    intervals = await _fired_timers(bench, workflow_id)
+    bare = intervals * interval
+    marks = {
+        "progressing": _first(decisions, "phase Progressing").timestamp(),
+        "first_step": _first(decisions, "Advance canary weight").timestamp(),
+        "promoting": _first(decisions, "phase Promoting").timestamp(),
+        "succeeded": _first(decisions, "phase Succeeded").timestamp(),
+    }
+    overhead = wall - bare
+    return {
+        "benchmark": "healthy_release_time",
+        "config": {
+            "interval_seconds": interval,
+            "step_weight": STEP_WEIGHT,
+            "max_weight": MAX_WEIGHT,
+            "load_requests_per_second": rps,
+        },
+        "phase": phase,
+        "wall_seconds": round(wall, 3),
+        "analysis_intervals": intervals,
+        "bare_analysis_seconds": round(bare, 3),
+        "overhead_seconds": round(overhead, 3),
+        "overhead_percent": round(overhead / bare * 100, 1) if bare else None,
+        "stages_seconds": {
+            "start_to_progressing": round(marks["progressing"] - started_at, 3),
+            "progressing_to_first_step": round(marks["first_step"] - marks["progressing"], 3),
+            "first_step_to_promoting": round(marks["promoting"] - marks["first_step"], 3),
+            "promoting_to_succeeded": round(marks["succeeded"] - marks["promoting"], 3),
+            "succeeded_to_result": round(started_at + wall - marks["succeeded"], 3),
+        },
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--rps", type=int, default=20, help="load through the apex, requests per second")
+    args = parser.parse_args()
+    async with local_stack() as bench:
+        result = await measure(bench, args.interval, args.rps)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
