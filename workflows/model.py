@@ -73,6 +73,8 @@ class ReleaseState(_Model):
     started_at: datetime | None = None
     last_transition_time: datetime | None = None
     next_tick_at: datetime | None = None
+    last_route_change_at: datetime | None = None  # metric windows never reach back past it
+    canary_running: bool = False
     ticks: int = 0
     runs: int = 1  # continue-as-new generations
     session_cookie: str = ""

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from activities.webhooks import webhook_activity_timeout
     from canaryflow import shared
-    from canaryflow.spec import CanaryMetric, CanaryWebhook, WebhookType
+    from canaryflow.spec import MANUAL_GATE_URL, CanaryMetric, CanaryWebhook, WebhookType
     from workflows import decisions as d
     from workflows.model import (
         DECISION_LOG_LIMIT,
@@ -39,12 +39,6 @@ with workflow.unsafe.imports_passed_through():
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
 ERR_ROLLED_BACK = "ReleaseRolledBack"
-MANUAL_GATE_URL = "manual"
-GATE_TYPES = (
-    WebhookType.CONFIRM_ROLLOUT,
-    WebhookType.CONFIRM_TRAFFIC_INCREASE,
-    WebhookType.CONFIRM_PROMOTION,
-)
 
 # Forward steps: bounded retries, then the release rolls back (a permanent activity failure).
 FORWARD_RETRY = RetryPolicy(
@@ -75,10 +69,11 @@ STEP_TIMEOUT = timedelta(seconds=60)
 class _RollbackRequested(Exception):
     """Raised inside the release body to leave it and run the rollback with this reason."""
 
-    def __init__(self, reason: str, *, alert: bool = True) -> None:
+    def __init__(self, reason: str, *, alert: bool = True, severity: str = "warn") -> None:
         super().__init__(reason)
         self.reason = reason
         self.alert = alert
+        self.severity = severity
 
 
 class _NewRevision(Exception):
@@ -138,16 +133,18 @@ class CanaryRelease:
         try:
             await self._release()
         except _RollbackRequested as rollback:
-            await self._shielded_rollback(rollback.reason, alert=rollback.alert)
+            await self._shielded_rollback(rollback.reason, alert=rollback.alert, severity=rollback.severity)
         except _ContinueAsNew:
             await workflow.wait_condition(workflow.all_handlers_finished)
             workflow.continue_as_new(self._continued_request())
         except (CancelledError, asyncio.CancelledError):
-            reason = workflow.cancellation_reason() or "release cancelled"
-            await self._shielded_rollback(f"Release cancelled: {reason}", alert=True)
+            reason = workflow.cancellation_reason() or "no reason given"
+            await self._shielded_rollback(f"Release cancelled: {reason}", alert=True, severity="warn")
             raise
         except ActivityError as failure:
-            await self._shielded_rollback(f"Step failed for good: {_failure_message(failure)}", alert=True)
+            await self._shielded_rollback(
+                f"Step failed for good: {_failure_message(failure)}", alert=True, severity="error"
+            )
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._pending.new_revision is not None:
             # A revision that arrived during promotion or rollback gets its own run, like Flagger's next tick.
@@ -207,6 +204,7 @@ class CanaryRelease:
         await self._event(f"New revision detected! Scaling up {self._target_name()}")
         await self._alert("New revision detected, progressing canary analysis.", "info", with_metadata=True)
         await self._act(c.ACT_WORKLOAD_SCALE_FROM_ZERO, self._target(), summary="scale canary from zero")
+        self._state.canary_running = True
         self._reset_run_counters()
         self._set_phase(d.Phase.PROGRESSING)
         self._state.started_at = workflow.now()
@@ -278,7 +276,13 @@ class CanaryRelease:
         self._set_phase(d.Phase.PROMOTING)
         await self._event(f"Copying {self._target_name()} template spec to {self._target_name()}-primary")
         await self._act(c.ACT_WORKLOAD_PROMOTE, self._target(), summary="copy canary spec to primary")
-        await self._wait_ready("primary")
+        try:
+            await self._wait_ready("primary")
+        except _RollbackRequested as stuck:
+            if not state.canary_running:
+                raise
+            await self._fail_promotion(stuck.reason)
+            return
         if not skipped:
             while state.canary_weight > 0 or state.mirrored:
                 primary, canary = d.promotion_traffic_shift(self._plan, state.primary_weight, state.canary_weight)
@@ -291,6 +295,7 @@ class CanaryRelease:
                     await self._wait_interval("promotion traffic shift")
         self._set_phase(d.Phase.FINALISING)
         await self._act(c.ACT_WORKLOAD_SCALE_TO_ZERO, self._target(), summary="scale canary to zero")
+        state.canary_running = False
         state.stage = Stage.DONE
         self._set_phase(d.Phase.SUCCEEDED)
         state.outcome = (
@@ -301,6 +306,22 @@ class CanaryRelease:
         await self._run_hooks(WebhookType.POST_ROLLOUT)
         await self._event(f"Promotion completed! Scaling down {self._target_name()}")
         await self._alert(state.outcome, "info")
+
+    async def _fail_promotion(self, reason: str) -> None:
+        """Flagger's handleFailedPromotion: the primary got the new spec but never became ready, so the canary
+        (still running the same version) takes all traffic and the release ends Failed with canary weight 100."""
+        state = self._state
+        self._rolling_back = True
+        message = f"Promotion failed, primary not ready: {reason}"
+        await self._event(message, warning=True)
+        await self._alert(message, "error")
+        routes = c.SetRoutes(target=self._target(), routes=c.Routes(primary_weight=0, canary_weight=100))
+        if await self._compensate(c.ACT_ROUTER_SET_ROUTES, routes, "route all traffic to canary"):
+            self._apply_routes(0, 100, False)
+        state.stage = Stage.DONE
+        state.outcome = message
+        self._set_phase(d.Phase.FAILED)
+        await self._run_hooks(WebhookType.POST_ROLLOUT)
 
     async def _restart_on_new_revision(self) -> None:
         request = self._pending.new_revision
@@ -324,9 +345,9 @@ class CanaryRelease:
     # ----------------------------------------------------------------------------------------------------------
     # Rollback (compensation)
 
-    async def _shielded_rollback(self, reason: str, *, alert: bool) -> None:
+    async def _shielded_rollback(self, reason: str, *, alert: bool, severity: str) -> None:
         """Run the rollback to completion even if the workflow is cancelled while it runs."""
-        task = asyncio.ensure_future(self._rollback(reason, alert=alert))
+        task = asyncio.ensure_future(self._rollback(reason, alert=alert, severity=severity))
         while True:
             try:
                 await asyncio.shield(task)
@@ -336,17 +357,18 @@ class CanaryRelease:
                     return
                 continue
 
-    async def _rollback(self, reason: str, *, alert: bool) -> None:
+    async def _rollback(self, reason: str, *, alert: bool, severity: str) -> None:
         state = self._state
         self._rolling_back = True
         self._log("warning", f"Rolling back {self._canary_id()}: {reason}")
         if alert:
-            await self._alert(reason, "error" if "threshold" in reason else "warn")
+            await self._alert(reason, severity)
         routes = c.SetRoutes(target=self._target(), routes=c.Routes(primary_weight=100, canary_weight=0))
         if await self._compensate(c.ACT_ROUTER_SET_ROUTES, routes, "route all traffic to primary"):
             self._apply_routes(100, 0, False)
         await self._event(f"Canary failed! Scaling down {self._target_name()}", warning=True)
-        await self._compensate(c.ACT_WORKLOAD_SCALE_TO_ZERO, self._target(), "scale canary to zero")
+        if await self._compensate(c.ACT_WORKLOAD_SCALE_TO_ZERO, self._target(), "scale canary to zero"):
+            state.canary_running = False
         state.stage = Stage.DONE
         state.outcome = reason
         state.waiting_gates.clear()
@@ -388,12 +410,15 @@ class CanaryRelease:
         elif metric.name not in d.BUILTIN_METRICS and not metric.query:
             self._log("warning", f"Halt advancement: metric {metric.name} has no templateRef, query or builtin name")
             return False
+        changed = self._state.last_route_change_at
         query = c.MetricQuery(
             target=self._target(),
             metric_name=metric.name,
             template=template,
+            inline_query=metric.query if template is None else None,
             interval=metric.interval,
             variables=dict(metric.template_variables),
+            since_last_route_change_seconds=(workflow.now() - changed).total_seconds() if changed else None,
         )
         try:
             result = await self._act(
@@ -534,10 +559,10 @@ class CanaryRelease:
                 routes=c.Routes(primary_weight=primary, canary_weight=canary, mirrored=mirrored),
                 session_affinity=affinity,
             ),
-            summary=f"route {canary}% to canary" + (" (mirrored)" if mirrored else ""),
+            summary=f"{message}: primary {primary}% / canary {canary}%" + (" (mirrored)" if mirrored else ""),
         )
         self._apply_routes(primary, canary, mirrored)
-        self._log("event", message)
+        self._state.last_route_change_at = workflow.now()
 
     def _session_affinity(self, canary_weight: int) -> c.SessionAffinityRoute | None:
         analysis = self._request.canary.spec.analysis
@@ -598,7 +623,7 @@ class CanaryRelease:
             if _is_deadline(failure):
                 message = f"Progress deadline exceeded: {workload} not ready ({_failure_message(failure)})"
                 await self._event(f"Rolling back {self._canary_id()} {message}", warning=True)
-                raise _RollbackRequested(message) from failure
+                raise _RollbackRequested(message, severity="error") from failure
             raise
 
     async def _wait_interval(self, summary: str) -> None:
@@ -639,6 +664,7 @@ class CanaryRelease:
         if pending.promote is not None:
             who = pending.promote
             pending.promote = None
+            self._state.paused, self._state.paused_by = False, ""
             self._log("command", _reasoned("Promotion forced, remaining analysis skipped", who.reason), who.identity)
             raise _PromoteNow()
 

@@ -325,3 +325,19 @@ async def test_alert_delivery_failure_does_not_fail_the_release(time_skipping_en
     undelivered = [m for m in messages(state, "warning") if m.startswith("alert on-call not delivered")]
     assert len(undelivered) == 3  # initialization, new revision, promotion finished
     assert "500" in undelivered[0]
+
+
+async def test_primary_stuck_after_promotion_sends_all_traffic_to_the_canary(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Flagger's handleFailedPromotion: the canary still runs the new version, so it keeps serving everything."""
+    platform = FakePlatform(stuck={"primary"})
+    async with running_release(time_skipping_env, platform, request(canary())) as run:
+        failure = await run.rolled_back()
+        state = await run.state()
+    assert failure.message.startswith("Promotion failed, primary not ready")
+    assert state.phase == "Failed"
+    assert (state.primary_weight, state.canary_weight) == (0, 100)
+    assert platform.route_history[-1] == (0, 100, False)
+    assert platform.canary_replicas == 1  # the canary is not scaled down: it serves all traffic
+    assert c.ACT_WORKLOAD_PROMOTE in platform.names()
