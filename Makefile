@@ -29,7 +29,7 @@ test-workflow: setup
 	$(UV) run pytest -q tests/workflow tests/replay
 
 test-local: setup system-packages
-	$(UV) run pytest -q tests/local
+	$(UV) run pytest -q tests/local tests/e2e
 
 test-integration: setup system-packages
 	$(UV) run pytest -q tests/integration tests/cli

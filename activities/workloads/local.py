@@ -492,6 +492,11 @@ class LocalWorkload:
             async with httpx.AsyncClient(trust_env=False, timeout=READINESS_TIMEOUT_SECONDS) as client:
                 response = await client.get(url)
         except httpx.ConnectError as error:
+            # A process being killed closes its socket before /proc shows it gone: look again after a moment.
+            await asyncio.sleep(0.2)
+            if not await asyncio.to_thread(_is_alive, record):
+                exit_status = _exit_description(record.pid)
+                return f"the {role} process (pid {record.pid}, {record.version}) exited{exit_status}", True
             return f"GET {url}: {'connection refused' if _refused(error) else error}", False
         except httpx.TimeoutException:
             return f"GET {url}: no answer within {READINESS_TIMEOUT_SECONDS:g}s", False

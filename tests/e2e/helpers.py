@@ -120,12 +120,13 @@ async def wait_for_state(
         if predicate(last):
             return last
         await asyncio.sleep(poll_seconds)
-    summary = "no state" if last is None else _describe_state(last)
+    summary = "no state" if last is None else describe_state(last)
     raise AssertionError(f"release state did not reach the expected condition within {timeout:g}s: {summary}")
 
 
-def _describe_state(state: ReleaseState) -> str:
-    log = "\n".join(f"  {d.at:%H:%M:%S.%f} {d.phase} {d.kind}: {d.message}" for d in state.decisions[-15:])
+def describe_state(state: ReleaseState, last: int = 15) -> str:
+    """The state's counters and its last decisions, for assertion messages."""
+    log = "\n".join(f"  {d.at:%H:%M:%S.%f} {d.phase} {d.kind}: {d.message}" for d in state.decisions[-last:])
     return (
         f"phase {state.phase}, weights {state.primary_weight}/{state.canary_weight}, iterations "
         f"{state.iterations}, failed checks {state.failed_checks}/{state.threshold}\n{log}"
@@ -147,7 +148,7 @@ async def succeeded(handle: ReleaseHandle, timeout: float) -> ReleaseResult:
         result = await asyncio.wait_for(handle.result(), timeout)
     except WorkflowFailureError as failure:
         state = await release_state(handle)
-        raise AssertionError(f"the release failed: {failure.cause}\n{_describe_state(state)}") from failure
+        raise AssertionError(f"the release failed: {failure.cause}\n{describe_state(state)}") from failure
     assert result.phase == "Succeeded", result
     return result
 

@@ -51,9 +51,10 @@ SEED = 1121
 RELEASES = 10
 INTERVAL_SECONDS = 1
 THRESHOLD = 2
-# Two scrapes (1 s apart) at least, so a window has a rate. The next release's first check comes at least one
-# readiness poll (2 s) and one interval later, so it never reads the errors of a bad release before it. Two
-# failed checks roll back: a bad version fails every check; a good one may see "no values" in its first window.
+# Windows of two scrapes (1 s apart), the least that gives a rate. The next release's first check comes at
+# least one readiness poll (2 s) and one interval later, so it never reads the errors of the bad release
+# before it. Two failed checks roll back: a bad version fails every check; a good one may see "no values" in
+# its first window.
 SUCCESS_RATE = {
     "name": "request-success-rate",
     "interval": "2s",
@@ -107,7 +108,8 @@ class Kill:
         return (
             f"{self.version.name:8} aimed at {self.aimed_at:9} landed in {self.landed_in:9} "
             f"+{self.after_seconds:5.2f}s in flight: {in_flight}; worker down {self.down_seconds:.1f}s; "
-            f"{self.outcome} after {self.release_seconds:4.1f}s; resumed {resumed_after:4.1f}s after the kill; "
+            f"{self.outcome} after {self.release_seconds:4.1f}s; "
+            f"resumed {resumed_after:4.1f}s after the kill; "
             f"timeouts: {timeouts or '-'}; then completed: {resumed}"
         )
 
@@ -218,7 +220,7 @@ async def after_kill(handle: ReleaseHandle, moment: float) -> AfterKill:
 # Outcomes
 
 
-async def final_phase(handle: ReleaseHandle) -> str:
+async def final_phase(stack: Stack, handle: ReleaseHandle) -> str:
     """Succeeded, or Failed when the release ended by its rollback; any other end fails the test."""
     try:
         result = await asyncio.wait_for(handle.result(), RELEASE_TIMEOUT_SECONDS)
@@ -226,7 +228,25 @@ async def final_phase(handle: ReleaseHandle) -> str:
         cause = failure.cause
         assert isinstance(cause, ApplicationError) and cause.type == ERR_ROLLED_BACK, failure
         return "Failed"
+    except TimeoutError:
+        stuck = await stuck_release(stack, handle)
+        raise AssertionError(f"no end within {RELEASE_TIMEOUT_SECONDS:g}s\n{stuck}") from None
     return result.phase
+
+
+async def stuck_release(stack: Stack, handle: ReleaseHandle) -> str:
+    """What a release that does not end is waiting for: pending activities, its last decisions, the worker."""
+    description = await handle.describe()
+    pending = [
+        f"  {p.activity_type.name} {PendingActivityState.Name(p.state)} attempt {p.attempt}: "
+        f"{p.last_failure.message or '-'}"
+        for p in description.raw_description.pending_activities
+    ]
+    last_decisions = (await release_decisions(handle))[-12:]
+    decisions = [f"  {d.at:%H:%M:%S.%f} {d.phase} {d.message}" for d in last_decisions]
+    worker = stack.stack.worker()
+    lines = ["pending activities:", *pending, "last decisions:", *decisions]
+    return "\n".join([*lines, f"worker pid {worker.pid()}, log tail:", worker.log_tail(30)])
 
 
 def demo_app_processes(canary: Canary) -> list[tuple[int, str]]:
@@ -289,7 +309,7 @@ async def test_releases_end_consistently_when_the_worker_is_sigkilled_in_every_s
             await asyncio.sleep(kill.down_seconds)
             stack.stack.worker().start()
 
-            kill.outcome = await final_phase(handle)
+            kill.outcome = await final_phase(stack, handle)
             kill.release_seconds = time.time() - started
             kill.landed_in = stage_at(await release_decisions(handle), kill.at)
             kill.after_kill = await after_kill(handle, kill.at)
@@ -324,7 +344,7 @@ async def test_release_finishes_when_the_temporal_server_restarts_mid_analysis(
     worker_survived = worker.pid() == worker_pid
     if not worker_survived:
         worker.start()  # so the release itself can still be checked
-    phase = await final_phase(handle)
+    phase = await final_phase(stack, handle)
     decisions = await release_decisions(handle)
     steps = [d.message for d in decisions if re.fullmatch(r"Advance canary weight \d+", d.message)]
 

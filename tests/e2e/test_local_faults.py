@@ -23,6 +23,7 @@ from tests.e2e.helpers import (
     WeightRecorder,
     analysis,
     demo_canary,
+    describe_state,
     haproxy_master,
     haproxy_worker,
     live_weights,
@@ -79,7 +80,7 @@ async def test_prometheus_down_counts_failed_checks_and_rolls_back(stack: Stack)
         for d in state.decisions[len(stopped_at.decisions) :]
         if d.message.startswith("Halt advancement: metric request-success-rate query failed")
     ]
-    assert len(unavailable) >= threshold - stopped_at.failed_checks, state.decisions[-12:]
+    assert len(unavailable) >= threshold - stopped_at.failed_checks, describe_state(state, last=25)
     assert state.failed_checks == threshold
     # The checks failed as results: neither the workflow code nor the worker process crashed.
     assert await workflow_task_failures(handle) == []
