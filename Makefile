@@ -21,6 +21,8 @@ lint: setup
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	@if docker compose version >/dev/null 2>&1; then docker compose config --quiet; \
+		else echo "docker compose not installed: docker-compose.yml checked by tests/unit/test_compose.py only"; fi
 
 test-unit: setup
 	$(UV) run pytest -q tests/unit tests/activities
