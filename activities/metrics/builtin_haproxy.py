@@ -31,9 +31,17 @@ def _p99_milliseconds(histogram_bucket: str, selector: str) -> str:
     return f"histogram_quantile(0.99, sum by (le) (rate({histogram_bucket}{{{selector}}}{_WINDOW}))) * 1000"
 
 
+def _first_with_traffic(preferred: str, fallback: str) -> str:
+    """`preferred` unless it has no traffic in the window (0/0 = NaN, which `>= 0` drops), then `fallback`."""
+    return f"({preferred}) >= 0 or ({fallback})"
+
+
 HAPROXY_QUERIES: dict[str, str] = {
-    BUILTIN_SUCCESS_RATE: _success_rate(
-        "haproxy_server_http_responses_total", f'{_CANARY},server="canary"', 'code!="5xx"'
+    # HAProxy's counters see the canary's share of routed traffic. Blue/green keeps the canary at weight 0 and its
+    # load test calls the canary directly (as in Flagger), so then the app's own request counter answers instead.
+    BUILTIN_SUCCESS_RATE: _first_with_traffic(
+        _success_rate("haproxy_server_http_responses_total", f'{_CANARY},server="canary"', 'code!="5xx"'),
+        _success_rate("http_requests_total", f'{_CANARY},role="canary"', 'status!~"5.."'),
     ),
     BUILTIN_DURATION: _p99_milliseconds("http_request_duration_seconds_bucket", f'{_CANARY},role="canary"'),
 }

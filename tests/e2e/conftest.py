@@ -74,7 +74,9 @@ class Stack:
 def stack_settings() -> Iterator[Settings]:
     missing = [tool for tool in REQUIRED if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"missing {', '.join(missing)}: run `make system-packages` (apt-get install haproxy prometheus hey)")
+        pytest.skip(
+            f"missing {', '.join(missing)}: run `make system-packages` (apt-get install haproxy prometheus hey)"
+        )
     # Short path: HAProxy's unix sockets must fit in 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="cf-", dir="/tmp"))
     yield Settings(

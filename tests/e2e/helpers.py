@@ -1,5 +1,7 @@
 """Shared helpers for the end-to-end tests of real releases on the local stack (tests/e2e/test_local_*.py).
 
+- `analysis(**fields)` / `demo_canary(stack, name, analysis, ...)`: short-interval analysis, and a demo-app canary
+  with `hey` load hooks (through HAProxy, or at the canary's port for blue/green).
 - `release_request(canary, version)` / `start(stack, canary, version)`: a release of the demo app to `version`.
 - `wait_for_state(handle, predicate, timeout)`: poll the workflow's `state` query until `predicate` holds.
 - `live_weights(stack, canary)`: the weights HAProxy really applies (runtime API `get weight`).
@@ -51,6 +53,8 @@ ROLLED_BACK = "ReleaseRolledBack"
 
 # Analysis ticks every 2 s; metric windows of 10 s (shrunk by the product to the time since the last step).
 INTERVAL_SECONDS = 2
+# A release's first check often reads "no values": Prometheus needs two scrapes of the HAProxy the release just
+# started. On a busy machine the second check can too, so 3 keeps healthy releases from rolling back.
 THRESHOLD = 3
 SCRAPE_INTERVAL_SECONDS = 1  # the local stack's Prometheus
 SUCCESS_RATE: dict[str, Any] = {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}}

@@ -172,15 +172,6 @@ async def test_blue_green_release_switches_all_traffic_then_promotes(stack: Stac
     assert "canary" not in apps and apps["primary"]["version"] == "v2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "product bug: provider haproxy's builtin request-success-rate reads HAProxy's per-server counters, which "
-        "see no canary traffic in blue/green (canary weight 0 during the iterations; the load goes to the canary "
-        "port as in Flagger), so every check is 'no values found' and a healthy release rolls back. Flagger's "
-        "blue/green builtins count the workload's own requests (the app exports http_requests_total)."
-    ),
-)
 async def test_blue_green_release_with_the_builtin_success_rate_succeeds(stack: Stack) -> None:
     bg_analysis = analysis(iterations=2)  # both builtins, as in Flagger's blue/green examples
     canary = demo_canary(stack, "bgsr", bg_analysis, load_target="canary")

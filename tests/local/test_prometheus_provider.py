@@ -175,8 +175,10 @@ def test_duration_seconds_rejects_what_is_not_a_duration(text: str) -> None:
 def test_haproxy_success_rate_selects_the_canary_by_its_target_label_on_the_shrunk_window() -> None:
     rendered = haproxy_observer("http://prom:9090").query(metric_query("checkout", since_change=12.3))
     assert rendered == (
-        'sum(rate(haproxy_server_http_responses_total{canary="shop/checkout",server="canary",code!="5xx"}[12s])) '
-        '/ sum(rate(haproxy_server_http_responses_total{canary="shop/checkout",server="canary"}[12s])) * 100'
+        '(sum(rate(haproxy_server_http_responses_total{canary="shop/checkout",server="canary",code!="5xx"}[12s])) '
+        '/ sum(rate(haproxy_server_http_responses_total{canary="shop/checkout",server="canary"}[12s])) * 100) >= 0 '
+        'or (sum(rate(http_requests_total{canary="shop/checkout",role="canary",status!~"5.."}[12s])) '
+        '/ sum(rate(http_requests_total{canary="shop/checkout",role="canary"}[12s])) * 100)'
     )
 
 
