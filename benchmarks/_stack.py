@@ -23,7 +23,7 @@ import httpx
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.routers import haproxy_config as hc
-from activities.routers.haproxy import runtime_command
+from activities.routers.haproxy import HAProxyFailure, runtime_command
 from canaryflow.client import release_decisions, start_release
 from canaryflow.loader import parse_resource
 from canaryflow.settings import Settings
@@ -122,7 +122,7 @@ class BenchStack:
             phase = "Succeeded"
         except WorkflowFailureError:
             phase = "Failed"
-        return phase, await release_decisions(self.client.get_workflow_handle(workflow_id))
+        return phase, await release_decisions(handle)
 
 
 def haproxy_paths(settings: Settings, canary: Canary) -> hc.HAProxyPaths:
@@ -134,7 +134,7 @@ def haproxy_weights(paths: hc.HAProxyPaths) -> dict[str, int] | None:
     try:
         command = f"get weight {hc.BACKEND}/{hc.PRIMARY}; get weight {hc.BACKEND}/{hc.CANARY}"
         output = runtime_command(paths, command)
-    except Exception:
+    except HAProxyFailure:
         return None
     answers = [block.strip().split(" ", 1)[0] for block in output.strip().split("\n\n")]
     if len(answers) != 2 or not all(answer.isdigit() for answer in answers):

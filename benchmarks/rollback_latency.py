@@ -10,6 +10,8 @@ it runs, HAProxy's runtime socket (weights) and its exporter (the canary server'
   its rollback starts one interval after the tick that failed, then writes the same routes. Its latency is
   modelled as I + the route write measured here; the requests it would add are the measured canary request
   rate times the extra seconds.
+- A rollback at the failing tick (the route write right after the threshold-th failed check): latency = the
+  route write; `saved_canary_requests` is what it would spare compared with the measured run.
 
 `uv run python benchmarks/rollback_latency.py [--threshold N] [--interval SECONDS] [--rps R]`; prints one JSON
 object.
@@ -152,6 +154,7 @@ def _report(
     flagger_latency = interval + route_write
     extra_seconds = max(flagger_latency - latency, 0.0)
     extra_requests = rate * extra_seconds
+    saved_requests = rate * max(latency - route_write, 0.0)
     served = at_routed.canary_requests or 0
     served_after_threshold = served - (at_threshold.canary_requests or 0)
     return {
@@ -188,6 +191,11 @@ def _report(
             "extra_canary_requests": round(extra_requests, 1),
             "canary_requests_before_rollback": round(served + extra_requests, 1),
             "canary_requests_after_threshold_check": round(served_after_threshold + extra_requests, 1),
+        },
+        "rollback_at_failing_tick_model": {
+            "latency_seconds": round(route_write, 3),
+            "saved_canary_requests": round(saved_requests, 1),
+            "canary_requests_before_rollback": round(served - saved_requests, 1),
         },
     }
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
 ResultT = TypeVar("ResultT", bound=BaseModel)
 
 ERR_ROLLED_BACK = "ReleaseRolledBack"
+PATCH_ROLLBACK_AT_FAILING_CHECK = "rollback-at-failing-check"
 
 # Forward steps: bounded retries, then the release rolls back (a permanent activity failure).
 FORWARD_RETRY = RetryPolicy(
@@ -54,7 +55,7 @@ ROLLBACK_RETRY = RetryPolicy(
 )
 # Readiness is polled by retrying "NotReady" (retries add no history events) until the progress deadline.
 READINESS_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
+    initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=1.0,
     non_retryable_error_types=c.NON_RETRYABLE_ERRORS,
 )
@@ -235,10 +236,7 @@ class CanaryRelease:
         if await self._rollback_hook_fired():
             raise _RollbackRequested("Rolling back manual webhook invoked")
         if d.threshold_reached(state.failed_checks, plan.threshold):
-            reached = f"failed checks threshold reached {state.failed_checks}"
-            await self._event(f"Rolling back {self._canary_id()} {reached}", warning=True)
-            await self._alert(f"Failed checks threshold reached {state.failed_checks}", "error")
-            raise _RollbackRequested(f"Failed checks threshold reached {state.failed_checks}", alert=False)
+            await self._threshold_rollback()
 
         if d.is_first_analysis_tick(state.canary_weight, state.iterations, plan.mirror, state.mirrored):
             await self._event(f"Starting canary analysis for {self._target_name()}")
@@ -449,7 +447,19 @@ class CanaryRelease:
     async def _failed_check(self) -> bool:
         self._state.failed_checks += 1
         self._publish()
+        # Flagger only notices the threshold at the start of the next tick, one interval of bad traffic later.
+        # Rolling back at the failing check is a deliberate fix; old histories replay the old path.
+        if workflow.patched(PATCH_ROLLBACK_AT_FAILING_CHECK) and d.threshold_reached(
+            self._state.failed_checks, self._plan.threshold
+        ):
+            await self._threshold_rollback()
         return False
+
+    async def _threshold_rollback(self) -> NoReturn:
+        failed = self._state.failed_checks
+        await self._event(f"Rolling back {self._canary_id()} failed checks threshold reached {failed}", warning=True)
+        await self._alert(f"Failed checks threshold reached {failed}", "error")
+        raise _RollbackRequested(f"Failed checks threshold reached {failed}", alert=False)
 
     async def _run_hooks(self, hook_type: WebhookType) -> bool:
         """Run every hook of a type in order; the first failure stops (Flagger). True when all passed."""

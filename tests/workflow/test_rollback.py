@@ -341,3 +341,18 @@ async def test_primary_stuck_after_promotion_sends_all_traffic_to_the_canary(
     assert platform.route_history[-1] == (0, 100, False)
     assert platform.canary_replicas == 1  # the canary is not scaled down: it serves all traffic
     assert c.ACT_WORKLOAD_PROMOTE in platform.names()
+
+
+async def test_rollback_starts_at_the_failing_check_not_one_interval_later(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    """Flagger notices the threshold at the next tick; canaryflow rolls back at the check that reaches it."""
+    platform = FakePlatform(metric=lambda name, n: 50.0 if name == "request-success-rate" else 100.0)
+    async with running_release(time_skipping_env, platform, request(canary({"threshold": 2}))) as run:
+        await run.rolled_back()
+        state = await run.state()
+    failures = [d for d in state.decisions if d.kind == "warning" and "success rate" in d.message]
+    rollback = next(d for d in state.decisions if d.message.startswith("Rolling back") and "threshold" in d.message)
+    assert len(failures) == 2
+    assert (rollback.at - failures[-1].at).total_seconds() < 1  # no extra analysis interval of bad traffic
+    assert platform.metric_calls["request-success-rate"] == 2
