@@ -37,6 +37,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from canaryflow.durations import parse_duration as _go_duration
+
 FLAGGER_API_VERSION = "flagger.app/v1beta1"
 CANARYFLOW_API_VERSION = "canaryflow.dev/v1beta1"
 API_VERSIONS: tuple[str, ...] = (FLAGGER_API_VERSION, CANARYFLOW_API_VERSION)
@@ -90,24 +92,8 @@ SPEC_RULE_ERROR = "canaryflow_spec_rule"
 
 # Flagger's CRD pattern for durations (deliberately unanchored at the end, as in the CRD) ...
 _FLAGGER_DURATION_PREFIX = re.compile(r"^[0-9]+(m|s)")
-# ... and Go's time.ParseDuration grammar, which Flagger applies afterwards.
-_GO_DURATION = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|μs|ms|s|m|h))+$")
-_GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS: Mapping[str, float] = MappingProxyType(
-    {
-        "ns": 1e-9,
-        "us": 1e-6,
-        "µs": 1e-6,
-        "μs": 1e-6,
-        "ms": 1e-3,
-        "s": 1.0,
-        "m": 60.0,
-        "h": 3600.0,
-    }
-)
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers shared by validators
@@ -160,15 +146,18 @@ def _one_of(value: str, choices: Sequence[str], what: str) -> str:
 
 def is_duration(text: str) -> bool:
     """True when `text` passes Flagger's CRD pattern and Go's duration parser."""
-    return bool(_FLAGGER_DURATION_PREFIX.match(text) and _GO_DURATION.match(text))
+    if not _FLAGGER_DURATION_PREFIX.match(text):
+        return False
+    try:
+        _go_duration(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse a Go duration string (`30s`, `1m30s`, `500ms`); raises ValueError if it is not one."""
-    if not _GO_DURATION.match(text):
-        raise ValueError(f"not a duration: {text!r}")
-    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _GO_DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=_go_duration(text))
 
 
 def _check_duration(text: str) -> str:

@@ -29,6 +29,7 @@ from urllib3.util.retry import Retry
 from activities.contracts import ERR_INVALID_SPEC, MetricQuery
 from activities.metrics.render import TemplateError, render_query
 from activities.secrets import SecretError, read_secret
+from canaryflow.durations import parse_duration
 
 # ApplicationError types raised by this provider.
 ERR_METRIC_AUTH_FAILED = "MetricAuthFailed"  # non-retryable: 401/403, or the secretRef cannot be used
@@ -42,8 +43,6 @@ ONLINE_QUERY = "vector(1)"
 DEFAULT_WINDOW_FLOOR_SECONDS = 2.0
 
 _WHITESPACE = re.compile(r"\s+")
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RETRYABLE_STATUS = frozenset({408, 429})
 _OS_ERROR_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
@@ -54,16 +53,10 @@ _OS_ERROR_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 def duration_seconds(text: str) -> float | None:
     """Seconds in a Go duration such as `1m`, `30s`, `1m30s`, `1.5h` or `500ms`; None if `text` is not one."""
-    text = text.strip()
-    position, total = 0, 0.0
-    for match in _GO_DURATION_PART.finditer(text):
-        if match.start() != position:
-            return None
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position == 0 or position != len(text):
+    try:
+        return parse_duration(text.strip())
+    except ValueError:
         return None
-    return total
 
 
 def effective_window(
