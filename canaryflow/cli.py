@@ -427,36 +427,21 @@ def reject(
     _command("reject", name, namespace, gate, reason, identity)
 
 
-@app.command()
-def abort(
-    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
-) -> None:
-    """Roll the release back now."""
-    _command("abort", name, namespace, "", reason, identity)
+def _release_command(kind: str, help_text: str) -> None:
+    """Register `canaryflow <kind> NAME`: a command without a gate (abort, pause, resume, promote)."""
+
+    def command(
+        name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
+    ) -> None:
+        _command(kind, name, namespace, "", reason, identity)
+
+    app.command(name=kind, help=help_text)(command)
 
 
-@app.command()
-def pause(
-    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
-) -> None:
-    """Freeze the analysis (weights stay as they are) until resume."""
-    _command("pause", name, namespace, "", reason, identity)
-
-
-@app.command()
-def resume(
-    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
-) -> None:
-    """Continue a paused release."""
-    _command("resume", name, namespace, "", reason, identity)
-
-
-@app.command()
-def promote(
-    name: NameArg, namespace: NamespaceOpt = "default", reason: ReasonOpt = "", identity: IdentityOpt = None
-) -> None:
-    """Skip the remaining analysis and promote now."""
-    _command("promote", name, namespace, "", reason, identity)
+_release_command("abort", "Roll the release back now.")
+_release_command("pause", "Freeze the analysis (weights stay as they are) until resume.")
+_release_command("resume", "Continue a paused release.")
+_release_command("promote", "Skip the remaining analysis and promote now.")
 
 
 # ----------------------------------------------------------------------------------------------------------------

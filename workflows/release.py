@@ -866,9 +866,7 @@ class CanaryRelease:
                 "eventType": "Warning" if warning else "Normal",
                 "timestamp": str(int(workflow.now().timestamp() * 1000)),
             }
-            call = self._webhook_call(hook, d.Phase(self._state.phase), extra)
-            # User metadata never overrides the event fields.
-            call.payload["metadata"] = {**dict(hook.metadata), **extra}
+            call = self._webhook_call(hook, d.Phase(self._state.phase), extra)  # the event fields win
             await self._act(
                 c.ACT_WEBHOOK_CALL,
                 call,
