@@ -6,6 +6,7 @@ referenced by name (`secretRef`) and read inside the activity.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ ACT_ROUTER_GET_ROUTES = "router.get_routes"
 ACT_METRIC_QUERY = "metrics.query"
 ACT_WEBHOOK_CALL = "webhook.call"
 ACT_NOTIFY_ALERT = "notify.alert"
+ACT_STATUS_REPORT = "status.report"
 
 # ApplicationError types raised by activities. Non-retryable ones end the release with a rollback.
 ERR_NOT_READY = "NotReady"  # retryable: the workload is still rolling out
@@ -132,3 +134,59 @@ class Alert(_Model):
 class AlertResult(_Model):
     delivered: bool
     message: str = ""
+
+
+class InitializeResult(_Model):
+    """What `workload.initialize` found. `needs_analysis=False`: the canary runs what the primary runs (Flagger's
+    first sight of a canary: bootstrap and stop at Initialized)."""
+
+    needs_analysis: bool = True
+    primary_bootstrapped: bool = False
+    message: str = ""
+
+
+class ReportedDecision(_Model):
+    index: int  # position in the release's decision log since it started (stable across continue-as-new)
+    at: datetime
+    phase: str
+    kind: str  # event | warning | command | metric | webhook | gate | phase
+    message: str
+    actor: str = ""
+
+
+class StatusReport(_Model):
+    """The release's state, sent to the status sinks (Canary status + Events, worker metrics) whenever it changes.
+
+    Reports of one release are sent one at a time, in order, latest state wins (coalesced while one is in flight).
+    Carries no spec beyond identity, so it stays small in history.
+    """
+
+    workflow_id: str
+    canary_api_version: str  # e.g. flagger.app/v1beta1 or canaryflow.dev/v1beta1: which Canary object to update
+    name: str
+    namespace: str
+    target_kind: str
+    target_name: str
+    provider: str  # the router (spec.provider or "kubernetes")
+    platform: Literal["kubernetes", "local"]
+    revision: str
+    phase: str
+    primary_weight: int
+    canary_weight: int
+    mirrored: bool = False
+    iterations: int = 0
+    failed_checks: int = 0
+    threshold: int = 1
+    last_transition_time: datetime
+    started_at: datetime | None = None  # when the current revision's analysis (or initialization) started
+    finished: bool = False  # the release ended (Succeeded / Failed / Initialized-only)
+    outcome: str = ""
+    last_metrics: dict[str, float | None] = Field(default_factory=dict)
+    # Decision-log entries not reported before (at most the last 50), for Kubernetes Events.
+    new_decisions: list[ReportedDecision] = Field(default_factory=list)
+    sequence: int = 0  # increases with every report of this workflow run chain
+
+
+class StatusReportResult(_Model):
+    delivered: list[str] = Field(default_factory=list)  # names of sinks that applied the report
+    failed: dict[str, str] = Field(default_factory=dict)  # sink name -> reason

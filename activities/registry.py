@@ -10,6 +10,7 @@ from activities.dispatch import DISPATCH_ACTIVITIES
 
 def default_activities() -> list[Callable[..., Any]]:
     from activities.notifiers.activity import send_alert
+    from activities.status.activity import report_status
     from activities.webhooks import call_webhook
 
-    return [*DISPATCH_ACTIVITIES, call_webhook, send_alert]
+    return [*DISPATCH_ACTIVITIES, call_webhook, send_alert, report_status]

@@ -74,9 +74,14 @@ class Settings(BaseSettings):
     metrics_server: str = "http://127.0.0.1:9490"
     loadtester_port: int = Field(default=9491, ge=1, le=65535)  # the local stack's load tester
     register_search_attributes: bool = True  # the worker creates our search attributes at start when allowed
+    # Kubernetes platform: a kubeconfig path (else $KUBECONFIG / ~/.kube/config, else in-cluster config).
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    # Register the Kubernetes workloads/routers in the worker: "auto" = when a cluster configuration is found.
+    kubernetes: Literal["auto", "on", "off"] = "auto"
     log_level: LogLevel = "INFO"
 
-    @field_validator("state_dir", "dev_db_file", mode="after")
+    @field_validator("state_dir", "dev_db_file", "kubeconfig", mode="after")
     @classmethod
     def _expand_home(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None
@@ -86,7 +91,7 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, level: object) -> object:
         return level.upper() if isinstance(level, str) else level
 
-    @field_validator("cluster_name", "temporal_tls_server_name", mode="before")
+    @field_validator("cluster_name", "temporal_tls_server_name", "kubeconfig", "kube_context", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

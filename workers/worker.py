@@ -59,10 +59,10 @@ def build_worker(
 
         workflows = ALL_WORKFLOWS
     if activities is None:
-        from activities.local_platform import register as register_local_platform
+        from activities.platforms import register_platforms
         from activities.registry import default_activities
 
-        register_local_platform(settings)
+        register_platforms(settings)
         activities = default_activities()
     # Sync activities (e.g. the blocking kubernetes client) need threads; size them like the activity slots.
     needs_threads = any(not _is_async_callable(activity) for activity in activities)

@@ -82,6 +82,8 @@ class ReleaseState(_Model):
     outcome: str = ""
     decisions: list[Decision] = Field(default_factory=list)
     dropped_decisions: int = 0
+    reported_decisions: int = 0  # decision-log index up to which status reports carried the entries
+    status_sequence: int = 0  # number of status reports sent, across continue-as-new
 
 
 ReleaseRequest.model_rebuild()

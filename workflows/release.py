@@ -40,6 +40,11 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 
 ERR_ROLLED_BACK = "ReleaseRolledBack"
 PATCH_ROLLBACK_AT_FAILING_CHECK = "rollback-at-failing-check"
+# Releases started with this patch send `status.report` activities (Canary status, Events, worker metrics).
+PATCH_STATUS_REPORTS = "status-reports"
+STATUS_REPORT_TIMEOUT = timedelta(seconds=15)
+STATUS_REPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+STATUS_REPORT_DECISIONS = 50
 
 # Forward steps: bounded retries, then the release rolls back (a permanent activity failure).
 FORWARD_RETRY = RetryPolicy(
@@ -117,6 +122,11 @@ class CanaryRelease:
         self._published: dict[str, Any] = {}
         self._rolling_back = False
         self._command_seq = 0  # bumped by every accepted command; wakes the interval timer
+        self._reporting = False  # status reports on (patched); off while replaying older histories
+        self._status_dirty = False
+        self._status_in_flight = False
+        self._status_finished = False
+        self._status_reporter: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------------------------------------------------
     # Entry point
@@ -130,6 +140,9 @@ class CanaryRelease:
             self._log("phase", f"phase {state.phase}")
         for warning in self._plan.warnings:
             self._log("warning", warning)
+        if workflow.patched(PATCH_STATUS_REPORTS):
+            self._reporting = True
+            self._status_reporter = asyncio.create_task(self._report_status_changes())
         self._publish()
         try:
             await self._release()
@@ -137,16 +150,19 @@ class CanaryRelease:
             await self._shielded_rollback(rollback.reason, alert=rollback.alert, severity=rollback.severity)
         except _ContinueAsNew:
             await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._flush_status(finished=False)
             workflow.continue_as_new(self._continued_request())
         except (CancelledError, asyncio.CancelledError):
             reason = workflow.cancellation_reason() or "no reason given"
             await self._shielded_rollback(f"Release cancelled: {reason}", alert=True, severity="warn")
+            await self._flush_status(finished=True)
             raise
         except ActivityError as failure:
             await self._shielded_rollback(
                 f"Step failed for good: {_failure_message(failure)}", alert=True, severity="error"
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush_status(finished=True)
         if self._pending.new_revision is not None:
             # A revision that arrived during promotion or rollback gets its own run, like Flagger's next tick.
             next_request = self._pending.new_revision
@@ -157,8 +173,10 @@ class CanaryRelease:
 
     async def _release(self) -> None:
         state = self._state
-        if state.stage == Stage.INITIALIZE:
-            await self._initialize()
+        if state.stage == Stage.INITIALIZE and not await self._initialize():
+            state.outcome = f"{self._canary_id()} initialized: the target runs the primary's revision"
+            state.stage = Stage.DONE
+            return
         while True:
             try:
                 if state.stage in (Stage.INITIALIZE, Stage.CONFIRM_ROLLOUT):
@@ -183,13 +201,18 @@ class CanaryRelease:
     # ----------------------------------------------------------------------------------------------------------
     # Phases
 
-    async def _initialize(self) -> None:
+    async def _initialize(self) -> bool:
+        """Bootstrap primary and routing. False: the target already runs the primary's revision (Flagger's first
+        sight of a canary), so the release ends at Initialized without an analysis."""
         self._set_phase(d.Phase.INITIALIZING)
-        await self._act(c.ACT_WORKLOAD_INITIALIZE, self._target(), summary="bootstrap primary")
+        found: c.InitializeResult | None = await self._act(
+            c.ACT_WORKLOAD_INITIALIZE, self._target(), result_type=c.InitializeResult, summary="bootstrap primary"
+        )
         await self._act(c.ACT_ROUTER_RECONCILE, self._target(), summary="reconcile routing")
         self._set_phase(d.Phase.INITIALIZED)
         await self._event(f"Initialization done! {self._canary_id()}")
         await self._alert(f"New {self._kind()} detected, initialization completed.", "info", with_metadata=True)
+        return found is None or found.needs_analysis
 
     async def _confirm_rollout(self) -> None:
         """Flagger's confirm-rollout gate: re-checked every interval; the phase is Waiting while it holds."""
@@ -926,6 +949,7 @@ class CanaryRelease:
     def _log(self, kind: str, message: str, actor: str = "") -> None:
         state = self._state
         state.decisions.append(Decision(at=workflow.now(), phase=state.phase, kind=kind, message=message, actor=actor))
+        self._status_dirty = True
         if len(state.decisions) > DECISION_LOG_LIMIT:
             overflow = len(state.decisions) - DECISION_LOG_LIMIT
             del state.decisions[:overflow]
@@ -956,6 +980,78 @@ class CanaryRelease:
             workflow.upsert_search_attributes(updates)
             self._published.update(wanted)
         workflow.set_current_details(self._details())
+        self._status_dirty = True
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Status reports: one in flight at a time, in order, coalesced (the latest state wins)
+
+    async def _report_status_changes(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: self._status_dirty)
+            self._status_dirty = False
+            self._status_in_flight = True
+            report = self._status_report()
+            try:
+                result = await workflow.execute_activity(
+                    c.ACT_STATUS_REPORT,
+                    report,
+                    result_type=c.StatusReportResult,
+                    start_to_close_timeout=STATUS_REPORT_TIMEOUT,
+                    retry_policy=STATUS_REPORT_RETRY,
+                    summary=f"status {report.phase} {report.canary_weight}%",
+                )
+                if result.failed:
+                    workflow.logger.warning("%s status sinks failed: %s", self._canary_id(), result.failed)
+            except ActivityError as failure:
+                # Not in the decision log: logging there would itself call for another report.
+                workflow.logger.warning("%s status not reported: %s", self._canary_id(), _failure_message(failure))
+            finally:
+                self._status_in_flight = False
+
+    async def _flush_status(self, *, finished: bool) -> None:
+        """Send the final state of this run and wait until it is delivered (or failed for good)."""
+        if not self._reporting:
+            return
+        self._status_finished = finished
+        self._status_dirty = True
+        await workflow.wait_condition(lambda: not self._status_dirty and not self._status_in_flight)
+
+    def _status_report(self) -> c.StatusReport:
+        s = self._state
+        canary = self._request.canary
+        first_index = s.dropped_decisions
+        new = [
+            c.ReportedDecision(index=first_index + i, **decision.model_dump())
+            for i, decision in enumerate(s.decisions)
+            if first_index + i >= s.reported_decisions
+        ][-STATUS_REPORT_DECISIONS:]
+        s.reported_decisions = first_index + len(s.decisions)
+        s.status_sequence += 1
+        return c.StatusReport(
+            workflow_id=workflow.info().workflow_id,
+            canary_api_version=canary.api_version,
+            name=s.name,
+            namespace=s.namespace,
+            target_kind=canary.spec.target_ref.kind,
+            target_name=canary.spec.target_ref.name,
+            provider=(canary.spec.provider or "kubernetes").split(":", 1)[0],
+            platform="local" if canary.spec.target_ref.kind == "LocalApp" else "kubernetes",
+            revision=s.revision,
+            phase=s.phase,
+            primary_weight=s.primary_weight,
+            canary_weight=s.canary_weight,
+            mirrored=s.mirrored,
+            iterations=s.iterations,
+            failed_checks=s.failed_checks,
+            threshold=s.threshold,
+            last_transition_time=s.last_transition_time or workflow.now(),
+            started_at=s.started_at,
+            finished=self._status_finished,
+            outcome=s.outcome,
+            last_metrics=dict(s.last_metrics),
+            new_decisions=new,
+            sequence=s.status_sequence,
+        )
 
     def _details(self) -> str:
         s = self._state

@@ -33,6 +33,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities import contracts as c
 from canaryflow.client import release_state, send_command, start_release
 from canaryflow.settings import Settings
 from canaryflow.shared import SEARCH_ATTRIBUTES
@@ -106,12 +107,20 @@ def failing_success_rate() -> FakePlatform:
     return FakePlatform(metric=lambda name, n: 50.0 if name == "request-success-rate" else 100.0)
 
 
+def initialized_only() -> FakePlatform:
+    return FakePlatform(initialize_result=c.InitializeResult(needs_analysis=False, primary_bootstrapped=True))
+
+
 SCENARIOS = [
     Scenario("succeeded", {}, FakePlatform, True, run_to_end),
     Scenario("rolled-back", {"threshold": 1}, failing_success_rate, True, fail_to_end),
     Scenario("approved", {"gate": True}, FakePlatform, False, approve_promotion),
     Scenario("cancelled", {}, FakePlatform, False, cancel_at_weight_20),
     Scenario("new-revision", {}, FakePlatform, False, retarget_at_weight_20),
+    # Recorded after the `status-reports` patch: status.report activities and InitializeResult answers.
+    Scenario("reported-succeeded", {}, FakePlatform, True, run_to_end),
+    Scenario("reported-cancelled", {}, FakePlatform, False, cancel_at_weight_20),
+    Scenario("reported-initialized", {}, initialized_only, False, run_to_end),
 ]
 
 

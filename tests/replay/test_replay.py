@@ -63,9 +63,9 @@ class CanaryReleaseWithUnguardedStep(CanaryRelease):
     async def run(self, request: ReleaseRequest) -> ReleaseResult:  # the SDK wants run on the defn class
         return await super().run(request)
 
-    async def _initialize(self) -> None:
+    async def _initialize(self) -> bool:
         await self._act(c.ACT_ROUTER_GET_ROUTES, self._target(), result_type=c.Routes, summary="read routes")
-        await super()._initialize()
+        return await super()._initialize()
 
 
 @workflow.defn(name=shared.WORKFLOW_TYPE)
@@ -76,10 +76,10 @@ class CanaryReleaseWithPatchedStep(CanaryRelease):
     async def run(self, request: ReleaseRequest) -> ReleaseResult:  # the SDK wants run on the defn class
         return await super().run(request)
 
-    async def _initialize(self) -> None:
+    async def _initialize(self) -> bool:
         if workflow.patched("read-routes-before-initializing"):
             await self._act(c.ACT_ROUTER_GET_ROUTES, self._target(), result_type=c.Routes, summary="read routes")
-        await super()._initialize()
+        return await super()._initialize()
 
 
 def test_the_corpus_keeps_one_history_per_kind_of_release() -> None:

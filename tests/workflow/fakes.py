@@ -39,6 +39,10 @@ class FakePlatform:
     primary_revision: str = ""
     metric_calls: dict[str, int] = field(default_factory=dict)
     ready_polls: dict[str, int] = field(default_factory=dict)
+    # What `workload.initialize` answers (None: the pre-InitializeResult answer, i.e. analyse).
+    initialize_result: c.InitializeResult | None = None
+    # Every status report the workflow sent, in arrival order.
+    reports: list[c.StatusReport] = field(default_factory=list)
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -53,6 +57,7 @@ class FakePlatform:
             self.query,
             call_webhook,
             send_alert,
+            self.report_status,
         ]
 
     def names(self) -> list[str]:
@@ -64,10 +69,16 @@ class FakePlatform:
         self.calls.append((name, arg))
 
     @activity.defn(name=c.ACT_WORKLOAD_INITIALIZE)
-    async def initialize(self, target: c.ReleaseTarget) -> None:
+    async def initialize(self, target: c.ReleaseTarget) -> c.InitializeResult | None:
         self._record(c.ACT_WORKLOAD_INITIALIZE, target.revision)
         if not self.primary_revision:
             self.primary_revision = "bootstrap"
+        return self.initialize_result
+
+    @activity.defn(name=c.ACT_STATUS_REPORT)
+    async def report_status(self, report: c.StatusReport) -> c.StatusReportResult:
+        self.reports.append(report)
+        return c.StatusReportResult(delivered=["fake"])
 
     @activity.defn(name=c.ACT_WORKLOAD_CHECK_READY)
     async def check_ready(self, check: c.ReadinessCheck) -> None:
