@@ -4,13 +4,17 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: setup system-packages test test-unit test-workflow test-local test-integration lint demo
+.PHONY: setup system-packages test test-unit test-workflow test-kube test-providers test-local test-integration lint demo
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
 	@command -v haproxy >/dev/null && command -v prometheus >/dev/null && command -v hey >/dev/null || \
 		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends haproxy prometheus hey >/dev/null)
+	@# kubectl: a second, independent client against the in-memory API server (any kubectl on PATH will do).
+	@command -v kubectl >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends kubernetes-client >/dev/null)
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || \
@@ -30,13 +34,19 @@ test-unit: setup
 test-workflow: setup
 	$(UV) run pytest -q tests/workflow tests/replay
 
+test-kube: setup system-packages
+	$(UV) run pytest -q tests/fakekube tests/kube
+
+test-providers: setup system-packages
+	$(UV) run pytest -q tests/metrics tests/metrics_extra tests/observability
+
 test-local: setup system-packages
 	$(UV) run pytest -q tests/local tests/e2e
 
 test-integration: setup system-packages
 	$(UV) run pytest -q tests/integration tests/cli
 
-test: lint test-unit test-workflow test-local test-integration
+test: lint test-unit test-workflow test-kube test-providers test-local test-integration
 
 demo: setup system-packages
 	$(UV) run canaryflow demo

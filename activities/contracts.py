@@ -171,6 +171,8 @@ class StatusReport(_Model):
     platform: Literal["kubernetes", "local"]
     revision: str
     phase: str
+    strategy: str = "canary"  # canary | ab-testing | blue-green | blue-green-mirroring
+    skipped_analysis: bool = False  # spec.skipAnalysis: promoted without analysis
     primary_weight: int
     canary_weight: int
     mirrored: bool = False

@@ -44,8 +44,8 @@ def router_for(target: c.ReleaseTarget) -> Router:
 
 
 @activity.defn(name=c.ACT_WORKLOAD_INITIALIZE)
-async def workload_initialize(target: c.ReleaseTarget) -> None:
-    await workload_for(target).initialize(target)
+async def workload_initialize(target: c.ReleaseTarget) -> c.InitializeResult | None:
+    return await workload_for(target).initialize(target)
 
 
 @activity.defn(name=c.ACT_WORKLOAD_CHECK_READY)

@@ -1,14 +1,17 @@
-"""Read named secrets from a local directory, so workflow inputs and histories only ever carry secret names.
+"""Read named secrets inside activities, so workflow inputs and histories only ever carry secret names.
 
-Layout under `$CANARYFLOW_SECRETS_DIR`: `<namespace>/<name>.yaml` (or `.json`) first, then `<name>.yaml`
-(or `.json`). Each file holds one flat mapping of key to scalar value. Error messages name the secret and
-its key, never a value.
+Two sources, in this order:
+- a local directory `$CANARYFLOW_SECRETS_DIR`: `<namespace>/<name>.yaml` (or `.json`) first, then `<name>.yaml`
+  (or `.json`), each one flat mapping of key to scalar value;
+- the Kubernetes Secret `<namespace>/<name>` when the worker serves the Kubernetes platform (Flagger's model).
+Error messages name the secret and its key, never a value.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +33,22 @@ class SecretInvalid(SecretError):
     """The secret file exists but is not a flat mapping of scalars."""
 
 
+# (name, namespace) -> data; set when the worker has a Kubernetes cluster (activities/kube/secrets.py).
+ClusterSecretReader = Callable[[str, str], dict[str, str]]
+_cluster_reader: ClusterSecretReader | None = None
+
+
+def use_cluster_secrets(reader: ClusterSecretReader | None) -> None:
+    global _cluster_reader
+    _cluster_reader = reader
+
+
 def read_secret(name: str, namespace: str | None = None) -> dict[str, str]:
     """Return the key/value pairs of secret `name`, preferring the copy in `namespace` when there is one."""
-    secrets_dir = _secrets_dir(name)
     _check_path_part("secret name", name)
+    if _cluster_reader is not None and namespace and not os.environ.get(SECRETS_DIR_ENV):
+        return _cluster_reader(name, namespace)
+    secrets_dir = _secrets_dir(name)
     search_dirs = [secrets_dir]
     if namespace:
         _check_path_part("namespace", namespace)
@@ -43,6 +58,8 @@ def read_secret(name: str, namespace: str | None = None) -> dict[str, str]:
             path = directory / f"{name}{suffix}"
             if path.is_file():
                 return _parse_secret_file(path, _describe(name, namespace))
+    if _cluster_reader is not None and namespace:
+        return _cluster_reader(name, namespace)
     raise SecretNotFound(f"secret {_describe(name, namespace)} not found in {secrets_dir}")
 
 

@@ -211,26 +211,69 @@ def release(
     identity: Annotated[str | None, typer.Option(help="Who asks (default: CI user or user@host).")] = None,
     reason: Annotated[str, typer.Option(help="Why, recorded in the release history.")] = "",
     timeout: Annotated[float, typer.Option(help="With --wait: give up waiting after this many seconds.")] = 0,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Release on this cluster (also CANARYFLOW_KUBECONFIG): set the Deployment/DaemonSet image there "
+            "and use the cluster's revision.",
+        ),
+    ] = None,
 ) -> None:
     """Start a release (or deliver a new revision to the running one) through Temporal."""
     settings = load_settings()
     request = _build_request(_load(file), settings, image, revision, _identity(identity), reason)
+    on_cluster = _on_cluster(request.canary, settings, kubeconfig)
 
     async def go() -> int:
         from canaryflow.client import start_release
 
         client = await connect(settings)
-        started = await start_release(client, request, task_queue=settings.task_queue, cluster=settings.cluster_name)
-        out.print(f"release [bold]{started.workflow_id}[/bold] revision {request.revision}", highlight=False)
+        started_request = await _prepare_on_cluster(settings, request, image, kubeconfig) if on_cluster else request
+        started = await start_release(
+            client, started_request, task_queue=settings.task_queue, cluster=settings.cluster_name
+        )
+        out.print(f"release [bold]{started.workflow_id}[/bold] revision {started_request.revision}", highlight=False)
         out.print(f"Web UI: {_ui_link(settings, started.workflow_id)}", highlight=False)
         if not wait:
             return EXIT_OK
         try:
-            return await follow(client, started.workflow_id, timeout, out, err)
+            code = await follow(client, started.workflow_id, timeout, out, err)
         except FollowTimeout as error:
             raise CliError(str(error)) from error
+        if on_cluster and code == EXIT_ROLLED_BACK:
+            from canaryflow.kube_release import exit_code_for, release_outcome
+
+            code = exit_code_for(await release_outcome(client, started.workflow_id))
+        return code
 
     raise typer.Exit(_run(go))
+
+
+def _on_cluster(canary: Canary, settings: Settings, kubeconfig: Path | None) -> bool:
+    """CI mode on a cluster: a kubeconfig was given and the target is a Deployment or DaemonSet."""
+    from canaryflow.kube_release import targets_cluster
+
+    return (kubeconfig is not None or settings.kubeconfig is not None) and targets_cluster(canary)
+
+
+async def _prepare_on_cluster(settings: Settings, request: Any, image: str | None, kubeconfig: Path | None) -> Any:
+    from canaryflow.kube_release import KubeReleaseError, prepare_in_thread
+
+    try:
+        prepared = await prepare_in_thread(settings, request, image, kubeconfig)
+    except KubeReleaseError as error:
+        raise CliError(str(error), error.code) from error
+    target = request.canary.spec.target_ref
+    update = prepared.image_update
+    if update is not None:
+        when = "" if update.applied_now else " (set by the release once the primary is bootstrapped)"
+        out.print(
+            f"{target.kind} {request.canary.metadata.namespace}/{target.name} container {update.container}: "
+            f"{update.previous_image} -> {update.image}{when}",
+            highlight=False,
+        )
+    return prepared.request
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -454,6 +497,41 @@ def worker() -> None:
     from workers.worker import main as worker_main
 
     worker_main()
+
+
+@app.command()
+def controller(
+    namespace: Annotated[
+        str | None, typer.Option("-n", "--namespace", help="Watch only this namespace (default: all).")
+    ] = None,
+    watch_flagger_group: Annotated[
+        bool,
+        typer.Option(
+            "--watch-flagger-group", help="Also act on flagger.app/v1beta1 Canaries (migration side by side)."
+        ),
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None, typer.Option("--kubeconfig", help="Cluster to watch (default: CANARYFLOW_KUBECONFIG etc.).")
+    ] = None,
+    resync: Annotated[float, typer.Option(help="Seconds between full re-lists of the watched objects.")] = 30.0,
+) -> None:
+    """Watch Canary resources on a cluster and start their releases when their target changes."""
+    from activities.kube.client import KubeConfigMissing
+    from workers.controller import CANARYFLOW_GROUP, FLAGGER_GROUP, ControllerOptions, run_controller
+
+    settings = load_settings()
+    if kubeconfig is not None:
+        settings = settings.model_copy(update={"kubeconfig": kubeconfig.expanduser()})
+    groups = (CANARYFLOW_GROUP, FLAGGER_GROUP) if watch_flagger_group else (CANARYFLOW_GROUP,)
+    options = ControllerOptions(groups=groups, namespace=namespace, resync_seconds=resync)
+
+    async def go() -> None:
+        try:
+            await run_controller(settings, options)
+        except KubeConfigMissing as error:
+            raise CliError(str(error), EXIT_INVALID) from error
+
+    _run(go)
 
 
 @app.command()

@@ -79,7 +79,10 @@ class Settings(BaseSettings):
     kube_context: str | None = None
     # Register the Kubernetes workloads/routers in the worker: "auto" = when a cluster configuration is found.
     kubernetes: Literal["auto", "on", "off"] = "auto"
+    # Flagger's -include-label-prefix: labels/annotations (comma-separated prefixes) copied to generated objects.
+    include_label_prefix: str = ""
     log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line with release, phase and step
 
     @field_validator("state_dir", "dev_db_file", "kubeconfig", mode="after")
     @classmethod
@@ -90,6 +93,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, level: object) -> object:
         return level.upper() if isinstance(level, str) else level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, log_format: object) -> object:
+        return log_format.lower() if isinstance(log_format, str) else log_format
 
     @field_validator("cluster_name", "temporal_tls_server_name", "kubeconfig", "kube_context", mode="before")
     @classmethod

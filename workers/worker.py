@@ -2,6 +2,10 @@
 
 `python -m workers.worker` (or `canaryflow worker`) runs until SIGTERM/SIGINT, then lets in-flight activities
 finish for up to `graceful_shutdown_seconds` before exiting 0.
+
+With `worker_metrics_bind` set, http://<bind>/metrics serves the release metrics (Flagger's `flagger_canary_*`
+families and `canaryflow_*`) followed by the Temporal SDK's `temporal_*` families. The SDK can only export through
+its own HTTP server, so that one listens on a loopback port and every scrape of ours includes its text.
 """
 
 from __future__ import annotations
@@ -11,19 +15,22 @@ import inspect
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from canaryflow.logging import configure_logging
 from canaryflow.settings import Settings, load_settings
 from canaryflow.temporal_client import TemporalUnavailable, connect, metrics_runtime
 
@@ -41,6 +48,7 @@ SANDBOX_PASSTHROUGH_MODULES = (
     "datadog_api_client",
     "boto3",
     "botocore",
+    "prometheus_client",
 )
 
 EXIT_TEMPORAL_UNAVAILABLE = 3
@@ -101,23 +109,34 @@ async def run_worker(
     """
     stop = stop or asyncio.Event()
     with _stop_on_signals(stop):
-        runtime = metrics_runtime(settings.worker_metrics_bind) if settings.worker_metrics_bind else None
-        client = await connect(settings, runtime=runtime)
-        if settings.register_search_attributes:
-            await _register_search_attributes(client, settings)
-        worker = build_worker(client, settings, workflows=workflows, activities=activities)
-        async with worker:
-            log.info(
-                "worker polling task queue %s on %s (namespace %s)",
-                settings.task_queue,
-                settings.temporal_address,
-                settings.temporal_namespace,
-            )
-            if ready is not None:
-                ready.set()
-            await stop.wait()
-            log.info("worker stopping; in-flight activities get up to %ss", settings.graceful_shutdown_seconds)
+        async with _metrics_endpoint(settings.worker_metrics_bind) as runtime:
+            await _poll_until_stopped(settings, runtime, ready, stop, workflows, activities)
     log.info("worker stopped")
+
+
+async def _poll_until_stopped(
+    settings: Settings,
+    runtime: Runtime | None,
+    ready: asyncio.Event | None,
+    stop: asyncio.Event,
+    workflows: Sequence[type] | None,
+    activities: Sequence[Callable[..., Any]] | None,
+) -> None:
+    client = await connect(settings, runtime=runtime)
+    if settings.register_search_attributes:
+        await _register_search_attributes(client, settings)
+    worker = build_worker(client, settings, workflows=workflows, activities=activities)
+    async with worker:
+        log.info(
+            "worker polling task queue %s on %s (namespace %s)",
+            settings.task_queue,
+            settings.temporal_address,
+            settings.temporal_namespace,
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("worker stopping; in-flight activities get up to %ss", settings.graceful_shutdown_seconds)
 
 
 async def _register_search_attributes(client: Client, settings: Settings) -> None:
@@ -131,6 +150,33 @@ async def _register_search_attributes(client: Client, settings: Settings) -> Non
         return
     if added:
         log.info("registered search attributes %s", ", ".join(added))
+
+
+@asynccontextmanager
+async def _metrics_endpoint(bind: str) -> AsyncIterator[Runtime | None]:
+    """Serve the metrics at `bind` while the worker runs; yields the Runtime whose SDK metrics the endpoint merges
+    (None when `bind` is empty: no endpoint, the SDK's default runtime)."""
+    if not bind:
+        yield None
+        return
+    from activities.status.metrics import register_metrics_sink
+    from activities.status.metrics_endpoint import METRICS_PATH, MetricsEndpoint
+
+    sdk_address = f"127.0.0.1:{_free_loopback_port()}"
+    runtime = metrics_runtime(sdk_address)
+    endpoint = MetricsEndpoint(bind, register_metrics_sink().registry, sdk_address)
+    endpoint.start()
+    log.info("serving metrics at http://%s%s", bind, METRICS_PATH)
+    try:
+        yield runtime
+    finally:
+        endpoint.stop()
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -156,7 +202,7 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
 
 def main() -> None:
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, json_format=settings.log_format == "json")
     try:
         asyncio.run(run_worker(settings))
     except TemporalUnavailable as err:

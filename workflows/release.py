@@ -954,7 +954,7 @@ class CanaryRelease:
             overflow = len(state.decisions) - DECISION_LOG_LIMIT
             del state.decisions[:overflow]
             state.dropped_decisions += overflow
-        workflow.logger.info("%s %s: %s", self._canary_id(), kind, message)
+        workflow.logger.info("%s %s: %s", self._canary_id(), kind, message, extra={"phase": state.phase})
 
     def _set_phase(self, phase: d.Phase) -> None:
         if self._state.phase != phase.value:
@@ -1038,6 +1038,8 @@ class CanaryRelease:
             platform="local" if canary.spec.target_ref.kind == "LocalApp" else "kubernetes",
             revision=s.revision,
             phase=s.phase,
+            strategy=s.strategy,
+            skipped_analysis=canary.spec.skip_analysis,
             primary_weight=s.primary_weight,
             canary_weight=s.canary_weight,
             mirrored=s.mirrored,

@@ -18,7 +18,6 @@ from workflows.decisions import BUILTIN_DURATION, BUILTIN_SUCCESS_RATE
 
 _CANARY = 'canary="{{ namespace }}/{{ name }}"'
 _WINDOW = "[{{ interval }}]"
-_POD = 'kubernetes_namespace="{{ namespace }}",kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
 
 
 def _success_rate(counter: str, selector: str, success: str) -> str:
@@ -46,9 +45,17 @@ HAPROXY_QUERIES: dict[str, str] = {
     BUILTIN_DURATION: _p99_milliseconds("http_request_duration_seconds_bucket", f'{_CANARY},role="canary"'),
 }
 
+# Flagger's HttpObserver queries, whitespace as Flagger renders them; Flagger converts the P99 from seconds in Go.
+_POD = 'kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
 HTTP_QUERIES: dict[str, str] = {
-    BUILTIN_SUCCESS_RATE: _success_rate("http_request_duration_seconds_count", _POD, 'status!~"5.*"'),
-    BUILTIN_DURATION: _p99_milliseconds("http_request_duration_seconds_bucket", _POD),
+    BUILTIN_SUCCESS_RATE: (
+        f'sum( rate( http_request_duration_seconds_count{{ {_POD}, status!~"5.*" }}[{{{{ interval }}}}] ) ) '
+        f"/ sum( rate( http_request_duration_seconds_count{{ {_POD} }}[{{{{ interval }}}}] ) ) * 100"
+    ),
+    BUILTIN_DURATION: (
+        f"histogram_quantile( 0.99, sum( rate( http_request_duration_seconds_bucket{{ {_POD} }}"
+        "[{{ interval }}] ) ) by (le) ) * 1000"
+    ),
 }
 
 

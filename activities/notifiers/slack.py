@@ -1,4 +1,4 @@
-"""Slack notifier with Flagger's message layout (pkg/notifier/slack.go)."""
+"""Slack notifier with Flagger's message layout (pkg/notifier/slack.go); Discord and Rocket.Chat reuse it."""
 
 from __future__ import annotations
 
@@ -7,17 +7,22 @@ from typing import Any
 from activities.contracts import Alert
 from activities.notifiers.base import NotificationError, post_notification
 
+# Flagger's defaults when the AlertProvider leaves channel or username empty.
+DEFAULT_CHANNEL = "general"
+DEFAULT_USERNAME = "flagger"
 
-def slack_payload(alert: Alert) -> dict[str, Any]:
-    """One attachment: green unless the event is an error (warn stays green, as in Flagger)."""
+
+def slack_payload(alert: Alert, *, info_color: str = "good", error_color: str = "danger") -> dict[str, Any]:
+    """One attachment: `info_color` unless the event is an error (warn keeps the info colour, as in Flagger)."""
     spec = alert.provider.spec
     return {
-        "channel": spec.channel,
-        "username": spec.username,
+        "channel": spec.channel or DEFAULT_CHANNEL,
+        "username": spec.username or DEFAULT_USERNAME,
+        "icon_url": "",  # Flagger always sends it, empty
         "icon_emoji": ":rocket:",
         "attachments": [
             {
-                "color": "danger" if alert.severity == "error" else "good",
+                "color": error_color if alert.severity == "error" else info_color,
                 "author_name": f"{alert.canary_name}.{alert.canary_namespace}",
                 "text": alert.message,
                 "mrkdwn_in": ["text"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from activities.contracts import ReadinessCheck, ReleaseTarget
+from activities.contracts import InitializeResult, ReadinessCheck, ReleaseTarget
 
 
 class WorkloadProvider(Protocol):
@@ -14,8 +14,11 @@ class WorkloadProvider(Protocol):
     `ApplicationError(type=ERR_PROGRESS_DEADLINE, non_retryable=True)` when the rollout is stuck for good.
     """
 
-    async def initialize(self, target: ReleaseTarget) -> None:
-        """Bootstrap the primary if missing, apply `target.image` to the canary target, keep it scaled to zero."""
+    async def initialize(self, target: ReleaseTarget) -> InitializeResult | None:
+        """Bootstrap the primary if missing, apply `target.image` to the canary target.
+
+        None (or `needs_analysis=True`): analyse the target; `needs_analysis=False`: it runs the primary's revision.
+        """
 
     async def check_ready(self, check: ReadinessCheck) -> None: ...
 

@@ -70,6 +70,7 @@ async def test_slack_receives_flaggers_payload(receiver: HttpReceiver, severity:
     assert request.json == {
         "channel": "on-call-alerts",
         "username": "canaryflow",
+        "icon_url": "",
         "icon_emoji": ":rocket:",
         "attachments": [
             {

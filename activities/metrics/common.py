@@ -1,0 +1,167 @@
+"""What the MetricTemplate providers share: the template they run for, its secretRef, windows and typed errors.
+
+Errors use the ApplicationError types of the Prometheus provider. Every message names the provider and the
+template and says what to fix; `scrub` removes any secret value that a server may have echoed into a detail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import ERR_INVALID_SPEC, MetricQuery
+from activities.metrics.prometheus import (
+    ERR_METRIC_AUTH_FAILED,
+    ERR_METRIC_QUERY_FAILED,
+    ERR_METRIC_QUERY_INVALID,
+    ERR_METRIC_SERVER_UNAVAILABLE,
+)
+from activities.secrets import SecretError, read_secret
+from canaryflow.durations import parse_duration
+from canaryflow.spec import MetricTemplate
+
+QUERY_TIMEOUT_SECONDS = 5.0
+DETAIL_LIMIT = 300
+
+_RETRYABLE_STATUS = frozenset({408, 429})
+_OS_ERROR_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def template_of(query: MetricQuery, provider: str) -> MetricTemplate:
+    """The query's MetricTemplate; these providers have no builtin metrics, so one is required."""
+    if query.template is None:
+        raise invalid_spec(f"metric {query.metric_name} has no templateRef; the {provider} provider needs one")
+    return query.template
+
+
+def describe(template: MetricTemplate) -> str:
+    return f"MetricTemplate {template.metadata.namespace}/{template.metadata.name}"
+
+
+def secret_label(template: MetricTemplate) -> str:
+    """`<namespace>/<name>` of the template's secretRef (the secret lives in the template's namespace)."""
+    secret_ref = template.spec.provider.secret_ref
+    name = secret_ref.name if secret_ref is not None else "?"
+    return f"{template.metadata.namespace}/{name}"
+
+
+def template_credentials(
+    template: MetricTemplate, provider: str, required_keys: Sequence[str], *, secret_required: bool
+) -> dict[str, str]:
+    """The template's secret, checked to hold `required_keys`; {} when there is no secretRef and none is needed."""
+    secret_ref = template.spec.provider.secret_ref
+    keys = ", ".join(f"`{key}`" for key in required_keys)
+    if secret_ref is None:
+        if secret_required:
+            raise auth_failed(
+                f"{describe(template)}: the {provider} provider needs `secretRef` naming a secret with {keys}"
+            )
+        return {}
+    try:
+        credentials = read_secret(secret_ref.name, template.metadata.namespace)
+    except SecretError as error:
+        raise auth_failed(f"{describe(template)}: cannot read its secretRef for {provider}: {error}") from None
+    missing = [key for key in required_keys if key not in credentials]
+    if missing:
+        absent = ", ".join(f"`{key}`" for key in missing)
+        raise auth_failed(
+            f"{describe(template)}: secret {secret_label(template)} has no {absent}; the {provider} provider "
+            f"reads {keys} from it"
+        )
+    return credentials
+
+
+def http_address(address: str | None, default: str | None, template: MetricTemplate, provider: str) -> str:
+    """The provider address without a trailing slash; `default` when unset, else an InvalidSpec error."""
+    chosen = address or default
+    if not chosen:
+        raise invalid_spec(f"{describe(template)}: the {provider} provider needs `provider.address`")
+    parts = urlsplit(chosen)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise invalid_spec(f"{describe(template)}: provider.address {chosen!r} is not an http(s) URL")
+    return chosen.rstrip("/")
+
+
+def display_address(address: str) -> str:
+    """The address without any user:password part or query, for messages."""
+    parts = urlsplit(address)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def interval_seconds(interval: str, template: MetricTemplate) -> float:
+    try:
+        return parse_duration(interval.strip())
+    except ValueError as error:
+        raise invalid_spec(f"{describe(template)}: metric interval: {error}") from None
+
+
+def collapse_whitespace(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every (non-trivial) secret value replaced, for details quoted from a server's answer."""
+    for value in secrets:
+        if len(value) >= 4:
+            text = text.replace(value, "<redacted>")
+    return text
+
+
+def excerpt(text: str | bytes | None, secrets: Iterable[str] = ()) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return scrub(collapse_whitespace(text or ""), secrets)[:DETAIL_LIMIT] or "no body"
+
+
+def transport_reason(error: BaseException) -> str:
+    """A short reason for a connection failure ("Connection refused"), never the request it carried."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:  # the OS error is often a cause a few levels down
+        seen.add(id(current))
+        if isinstance(current, OSError) and isinstance(current.errno, int) and current.errno > 0:
+            return os.strerror(current.errno)
+        if match := _OS_ERROR_REASON.search(str(current)):
+            return match.group(1).strip()
+        current = current.__cause__ or current.__context__
+    return type(error).__name__
+
+
+def http_error(
+    status: int, *, service: str, detail: str, query: str, auth_hint: str, invalid_status: Iterable[int] = (400, 422)
+) -> ApplicationError:
+    """The typed error for a non-2xx answer. `service` names the provider, its address and the template."""
+    if status in (401, 403):
+        return auth_failed(f"{service} refused the credentials (HTTP {status}: {detail}); {auth_hint}")
+    if status in set(invalid_status):
+        return query_invalid(f"{service} rejected the query (HTTP {status}: {detail}): {query}")
+    if status >= 500 or status in _RETRYABLE_STATUS:
+        return unavailable(f"{service} answered HTTP {status}: {detail}")
+    return query_failed(f"{service} answered HTTP {status}: {detail}; check provider.address")
+
+
+def auth_failed(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ERR_METRIC_AUTH_FAILED, non_retryable=True)
+
+
+def query_invalid(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ERR_METRIC_QUERY_INVALID, non_retryable=True)
+
+
+def query_failed(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ERR_METRIC_QUERY_FAILED, non_retryable=True)
+
+
+def unavailable(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ERR_METRIC_SERVER_UNAVAILABLE)
+
+
+def invalid_spec(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ERR_INVALID_SPEC, non_retryable=True)

@@ -1,0 +1,190 @@
+"""Read-modify-write of the routing objects the Kubernetes routers own, as plain JSON dicts.
+
+Every object (custom resources and the built-in Ingress alike) goes through `CustomObjectsApi`, whose generic
+`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}` calls return and accept dicts, so a router builds exactly
+the JSON Flagger would write. Functions here are synchronous: routers run them inside `run_blocking`, one thread
+hop per activity, and each write is wrapped in `retry_on_conflict` (re-read, re-derive, re-write on 409).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import ERR_INVALID_SPEC, ReleaseTarget
+from activities.kube import owner
+from activities.kube.client import is_not_found, retry_on_conflict
+from canaryflow.spec import Canary
+
+Object = dict[str, Any]
+
+# Flagger's filterMetadata: keeps Flux from reverting the objects Flagger manages.
+KUSTOMIZE_RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
+HELM_DRIFT_DETECTION_ANNOTATION = "helm.toolkit.fluxcd.io/driftDetection"
+KUBECTL_LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+ORIGINAL_CONFIGURATION_ANNOTATION = "flagger.kubernetes.io/original-configuration"
+
+ERR_ROUTES_NOT_READY = "RoutesNotReady"  # retryable: the routing object is missing its routes or not accepted yet
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+INGRESS = ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress")
+
+
+def invalid_spec(target: ReleaseTarget, message: str) -> ApplicationError:
+    return ApplicationError(f"{target.key}: {message}", type=ERR_INVALID_SPEC, non_retryable=True)
+
+
+def routes_not_ready(target: ReleaseTarget, message: str) -> ApplicationError:
+    return ApplicationError(f"{target.key}: {message}", type=ERR_ROUTES_NOT_READY)
+
+
+def percent(weight: int) -> int:
+    """A weight read from a routing object, clamped to the 0..100 a `Routes` holds (hand-edited objects may
+    carry any integer)."""
+    return min(max(weight, 0), 100)
+
+
+def managed_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    """`annotations` plus the two annotations that stop Flux from overriding a Flagger-managed object."""
+    return {
+        **annotations,
+        KUSTOMIZE_RECONCILE_ANNOTATION: "disabled",
+        HELM_DRIFT_DETECTION_ANNOTATION: "disabled",
+    }
+
+
+def without_empty(value: Any) -> Any:
+    """`value` with None, empty lists/dicts/strings and False removed at every depth (go-cmp's EquateEmpty plus
+    Go's omitempty), so a spec read back from the API server compares equal to the one that was written."""
+    if isinstance(value, dict):
+        pruned = {key: without_empty(item) for key, item in value.items()}
+        return {key: item for key, item in pruned.items() if item not in (None, [], {}, "", False)}
+    if isinstance(value, list):
+        return [without_empty(item) for item in value]
+    return value
+
+
+def _api(api_client: k8s.ApiClient) -> k8s.CustomObjectsApi:
+    return k8s.CustomObjectsApi(api_client)
+
+
+def read(api_client: k8s.ApiClient, resource: ResourceType, namespace: str, name: str) -> Object | None:
+    """The object, or None when it (or its resource type) does not exist."""
+    try:
+        found: Object = _api(api_client).get_namespaced_custom_object(
+            resource.group, resource.version, namespace, resource.plural, name
+        )
+    except ApiException as error:
+        if is_not_found(error):
+            return None
+        raise
+    return found
+
+
+def _create(api_client: k8s.ApiClient, resource: ResourceType, namespace: str, body: Object) -> Object:
+    created: Object = _api(api_client).create_namespaced_custom_object(
+        resource.group, resource.version, namespace, resource.plural, body
+    )
+    return created
+
+
+def _replace(api_client: k8s.ApiClient, resource: ResourceType, namespace: str, body: Object) -> Object:
+    replaced: Object = _api(api_client).replace_namespaced_custom_object(
+        resource.group, resource.version, namespace, resource.plural, body["metadata"]["name"], body
+    )
+    return replaced
+
+
+def _already_exists(error: ApiException) -> bool:
+    return bool(error.status == 409 and "AlreadyExists" in (error.body or ""))
+
+
+def new_object(resource: ResourceType, namespace: str, name: str, spec: Object, **metadata: Any) -> Object:
+    """A body for `create`: apiVersion, kind, metadata (name, namespace and the given non-empty fields) and spec."""
+    meta: Object = {"name": name, "namespace": namespace}
+    meta.update({key: value for key, value in metadata.items() if value})
+    return {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": meta, "spec": spec}
+
+
+def with_owners(body: Object, owners: list[Object]) -> Object:
+    if owners:
+        body["metadata"]["ownerReferences"] = owners
+    return body
+
+
+def upsert(
+    api_client: k8s.ApiClient,
+    resource: ResourceType,
+    namespace: str,
+    name: str,
+    *,
+    create: Callable[[], Object],
+    update: Callable[[Object], Object | None],
+) -> Object:
+    """Create the object with `create()` if it is missing, else replace it with `update(existing)` unless that
+    returns None (nothing to change: no write). `update` gets a deep copy and is called again after a conflict."""
+
+    def attempt() -> Object:
+        existing = read(api_client, resource, namespace, name)
+        if existing is None:
+            try:
+                return _create(api_client, resource, namespace, create())
+            except ApiException as error:
+                if not _already_exists(error):
+                    raise
+                existing = read(api_client, resource, namespace, name)
+                if existing is None:
+                    raise
+        changed = update(copy.deepcopy(existing))
+        if changed is None:
+            return existing
+        return _replace(api_client, resource, namespace, changed)
+
+    return retry_on_conflict(attempt)
+
+
+def modify(
+    api_client: k8s.ApiClient,
+    resource: ResourceType,
+    namespace: str,
+    name: str,
+    change: Callable[[Object], Object | None],
+) -> Object | None:
+    """Replace an existing object with `change(copy)` (None: no write). Returns None when the object is missing."""
+
+    def attempt() -> Object | None:
+        existing = read(api_client, resource, namespace, name)
+        if existing is None:
+            return None
+        changed = change(copy.deepcopy(existing))
+        if changed is None or changed == existing:
+            return existing
+        return _replace(api_client, resource, namespace, changed)
+
+    return retry_on_conflict(attempt)
+
+
+def canary_owner_references(api_client: k8s.ApiClient, canary: Canary) -> list[Object]:
+    """A controller reference to the Canary object when it exists in the cluster (controller mode), else none:
+    a release started from a file (`canaryflow release -f`) has no Canary object to own anything. The lookup
+    is the workload provider's, so workloads and routing objects get the same owner."""
+    reference = owner.controller_reference(owner.find_canary_object(api_client, canary))
+    return [reference] if reference is not None else []

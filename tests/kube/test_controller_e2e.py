@@ -1,0 +1,257 @@
+"""The controller, a worker with the Kubernetes providers and the status sink, against fakekube and a Temporal dev
+server: what a user sees with `kubectl get canary` and `kubectl get events` from creation to promotion."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from activities.registry import default_activities
+from activities.routers.base import ROUTERS, register_router
+from activities.routers.kubernetes import KubernetesRouter
+from activities.status.base import STATUS_SINKS, register_status_sink
+from activities.status.kubernetes import KubernetesStatusSink
+from activities.workloads.base import WORKLOADS, register_workload
+from activities.workloads.kubernetes import KubernetesWorkload
+from canaryflow.settings import Settings
+from workers.controller import CanaryController, ControllerOptions
+from workers.worker import build_worker
+from workflows.release import CanaryRelease
+
+API_VERSION = "canaryflow.dev/v1beta1"
+IMAGE_V1 = "ghcr.io/stefanprodan/podinfo:6.0.0"
+IMAGE_V2 = "ghcr.io/stefanprodan/podinfo:6.0.1"
+
+
+def deployment(namespace: str, image: str = IMAGE_V1) -> dict[str, Any]:
+    labels = {"app": "podinfo"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": namespace},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "podinfod", "image": image, "ports": [{"containerPort": 9898}]}]},
+            },
+        },
+    }
+
+
+def canary(namespace: str, **analysis: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": namespace},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": {"interval": "1s", "threshold": 2, "iterations": 2, **analysis},
+        },
+    }
+
+
+@asynccontextmanager
+async def kube_worker(fake_kube: Any, env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[None]:
+    """A worker whose Kubernetes workload, router and status sink talk to fakekube (registries restored after)."""
+    workloads, routers, sinks = dict(WORKLOADS), dict(ROUTERS), dict(STATUS_SINKS)
+    api_client = fake_kube.api_client()
+    register_workload("kubernetes", KubernetesWorkload(api_client, poll_seconds=0.1, primary_ready_wait_seconds=10))
+    register_router("kubernetes", KubernetesRouter(api_client))
+    register_status_sink(KubernetesStatusSink(api_client))
+    try:
+        async with build_worker(env.client, settings, activities=default_activities()):
+            yield
+    finally:
+        WORKLOADS.clear()
+        WORKLOADS.update(workloads)
+        ROUTERS.clear()
+        ROUTERS.update(routers)
+        STATUS_SINKS.clear()
+        STATUS_SINKS.update(sinks)
+
+
+@asynccontextmanager
+async def running_controller(
+    fake_kube: Any, env: WorkflowEnvironment, settings: Settings, namespace: str
+) -> AsyncIterator[CanaryController]:
+    controller = CanaryController(
+        fake_kube.api_client(), env.client, settings, ControllerOptions(namespace=namespace, resync_seconds=2)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(controller.run(stop))
+    try:
+        yield controller
+    finally:
+        stop.set()
+        await task
+
+
+async def wait_for_status(
+    fake_kube: Any, namespace: str, wanted: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        obj = fake_kube.get(API_VERSION, "Canary", "podinfo", namespace)
+        status = (obj or {}).get("status") or {}
+        if wanted(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"Canary status never matched; last: {status}")
+
+
+def event_messages(fake_kube: Any, namespace: str) -> list[str]:
+    events = [e for e in fake_kube.list("v1", "Event", namespace) if e["involvedObject"]["kind"] == "Canary"]
+    return [e["message"] for e in sorted(events, key=lambda e: (e["firstTimestamp"], e["metadata"]["name"]))]
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"e2e-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(task_queue=f"test-{uuid.uuid4()}", min_interval_seconds=0)
+
+
+async def test_new_canary_is_initialized_then_a_new_image_is_promoted(
+    fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
+) -> None:
+    fake_kube.seed(deployment(namespace))
+    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
+        fake_kube.seed(canary(namespace))
+        initialized = await wait_for_status(fake_kube, namespace, lambda s: s.get("phase") == "Initialized")
+        [condition] = initialized["conditions"]
+        assert (condition["type"], condition["status"]) == ("Promoted", "True")
+        assert condition["message"] == "Deployment initialization completed."
+        assert initialized["lastAppliedSpec"] == initialized["lastPromotedSpec"]
+        assert fake_kube.get("apps/v1", "Deployment", "podinfo-primary", namespace) is not None
+        first_release = dev_env.client.get_workflow_handle_for(CanaryRelease.run, f"canary/{namespace}/podinfo")
+        assert (await first_release.result()).phase == "Initialized"  # Flagger's first sight: no analysis
+        assert fake_kube.get("apps/v1", "Deployment", "podinfo", namespace)["spec"]["replicas"] == 0
+
+        body = {"spec": {"template": {"spec": {"containers": [{"name": "podinfod", "image": IMAGE_V2}]}}}}
+        k8s.AppsV1Api(fake_kube.api_client()).patch_namespaced_deployment("podinfo", namespace, body)
+        first = initialized["lastAppliedSpec"]
+        succeeded = await wait_for_status(
+            fake_kube, namespace, lambda s: s.get("phase") == "Succeeded" and s.get("lastAppliedSpec") != first
+        )
+
+    assert succeeded["lastAppliedSpec"] == succeeded["lastPromotedSpec"] != initialized["lastPromotedSpec"]
+    assert succeeded["conditions"][0]["status"] == "True"
+    assert succeeded["conditions"][0]["message"] == "Canary analysis completed successfully, promotion finished."
+    assert (succeeded["canaryWeight"], succeeded["failedChecks"]) == (0, 0)
+    primary = fake_kube.get("apps/v1", "Deployment", "podinfo-primary", namespace)
+    assert primary["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_V2
+    messages = event_messages(fake_kube, namespace)
+    for expected in (
+        f"Initialization done! podinfo.{namespace}",
+        f"New revision detected! Scaling up podinfo.{namespace}",
+        f"Promotion completed! Scaling down podinfo.{namespace}",
+    ):
+        assert expected in messages, "\n".join(messages)
+    assert len(messages) == len(set(messages))  # each Event once
+    runs = [e async for e in dev_env.client.list_workflows(f"WorkflowId = 'canary/{namespace}/podinfo'")]
+    assert len(runs) == 2  # one release per revision: the initialization and the new image
+    assert all(run.status == WorkflowExecutionStatus.COMPLETED for run in runs)
+
+
+async def test_suspended_canary_is_not_released_until_resumed(
+    fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
+) -> None:
+    fake_kube.seed(deployment(namespace))
+    suspended = canary(namespace)
+    suspended["spec"]["suspend"] = True
+    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
+        fake_kube.seed(suspended)
+        await asyncio.sleep(2.5)  # a resync included
+        assert [e async for e in dev_env.client.list_workflows(f"WorkflowId = 'canary/{namespace}/podinfo'")] == []
+        assert fake_kube.get("apps/v1", "Deployment", "podinfo-primary", namespace) is None
+        suspended["spec"]["suspend"] = False
+        fake_kube.seed(suspended)
+        await wait_for_status(fake_kube, namespace, lambda s: bool(s.get("lastAppliedSpec")))  # its release reports
+
+
+async def test_suspend_pauses_the_running_release_and_unsuspend_resumes_it(
+    fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
+) -> None:
+    fake_kube.seed(deployment(namespace))
+    body = canary(namespace, iterations=60)
+    handle = dev_env.client.get_workflow_handle_for(CanaryRelease.run, f"canary/{namespace}/podinfo")
+
+    async def paused_by() -> str | None:
+        for _ in range(100):
+            state = await handle.query(CanaryRelease.state)
+            if state.paused == expect_paused:
+                return state.paused_by
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"release paused={state.paused}, expected {expect_paused}")
+
+    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
+        fake_kube.seed(body)
+        first = (await wait_for_status(fake_kube, namespace, lambda s: bool(s.get("lastAppliedSpec"))))[
+            "lastAppliedSpec"
+        ]
+        fake_kube.seed(deployment(namespace, image=IMAGE_V2))
+        await wait_for_status(
+            fake_kube, namespace, lambda s: s.get("phase") == "Progressing" and s.get("lastAppliedSpec") != first
+        )
+        body["spec"]["suspend"] = True
+        fake_kube.seed(body)
+        expect_paused = True
+        assert await paused_by() == "canaryflow-controller"
+        body["spec"]["suspend"] = False
+        fake_kube.seed(body)
+        expect_paused = False
+        assert await paused_by() == ""
+        await handle.terminate("test over")
+
+
+async def test_deleting_a_canary_with_revert_on_deletion_rolls_back_and_reverts_the_target(
+    fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
+) -> None:
+    fake_kube.seed(deployment(namespace))
+    body = canary(namespace, iterations=60)
+    body["spec"]["revertOnDeletion"] = True
+    handle = dev_env.client.get_workflow_handle_for(CanaryRelease.run, f"canary/{namespace}/podinfo")
+    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
+        fake_kube.seed(body)
+        first = (await wait_for_status(fake_kube, namespace, lambda s: bool(s.get("lastAppliedSpec"))))[
+            "lastAppliedSpec"
+        ]
+        fake_kube.seed(deployment(namespace, image=IMAGE_V2))
+        await wait_for_status(
+            fake_kube, namespace, lambda s: s.get("phase") == "Progressing" and s.get("lastAppliedSpec") != first
+        )
+        k8s.CustomObjectsApi(fake_kube.api_client()).delete_namespaced_custom_object(
+            "canaryflow.dev", "v1beta1", namespace, "canaries", "podinfo"
+        )
+        for _ in range(300):
+            if fake_kube.get(API_VERSION, "Canary", "podinfo", namespace) is None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the Canary was never finalized")
+        description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.CANCELED
+    target = fake_kube.get("apps/v1", "Deployment", "podinfo", namespace)
+    primary = fake_kube.get("apps/v1", "Deployment", "podinfo-primary", namespace)
+    if primary is not None:  # not yet garbage-collected with its owner, the Canary
+        assert target["spec"]["replicas"] == primary["spec"]["replicas"]
+    assert target["spec"]["replicas"] == 2  # serving again, with the primary's replicas
+    messages = event_messages(fake_kube, namespace)
+    assert f"Terminating canary podinfo.{namespace}" in messages
+    assert f"Terminated canary podinfo.{namespace}" in messages
