@@ -7,7 +7,7 @@ from canaryflow.settings import Settings
 
 def register(settings: Settings) -> None:
     from activities.metrics.base import register_builtin_observer, register_metric_provider
-    from activities.metrics.builtin_haproxy import haproxy_observer, http_observer
+    from activities.metrics.builtin_haproxy import haproxy_observer
     from activities.metrics.prometheus import PrometheusProvider
     from activities.routers.base import register_router
     from activities.routers.haproxy import HAProxyRouter
@@ -18,5 +18,3 @@ def register(settings: Settings) -> None:
     register_router("haproxy", HAProxyRouter(settings.state_dir))
     register_metric_provider("prometheus", PrometheusProvider())
     register_builtin_observer("haproxy", haproxy_observer(settings.metrics_server))
-    for router in ("kubernetes", "gatewayapi"):
-        register_builtin_observer(router, http_observer(router, settings.metrics_server))

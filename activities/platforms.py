@@ -28,9 +28,7 @@ def register_platforms(settings: Settings) -> None:
     if kubernetes_enabled(settings):
         from activities.kube.client import load_api_client
 
-        register_kubernetes(
-            load_api_client(settings), include_label_prefixes=_csv(settings.include_label_prefix)
-        )
+        register_kubernetes(load_api_client(settings), include_label_prefixes=_csv(settings.include_label_prefix))
         log.info("Kubernetes platform registered")
     else:
         # Keep an explicitly absent cluster visible: a Kubernetes canary then fails with "no workload registered".

@@ -96,7 +96,7 @@ async def measure(bench: BenchStack, interval: float, rps: int) -> dict[str, Any
     bare = intervals * interval
     marks = {
         "progressing": _first(decisions, "phase Progressing").timestamp(),
-        "first_step": _first(decisions, "Advance canary weight").timestamp(),
+        "first_step": next(d.at for d in decisions if " canary weight " in d.message).timestamp(),
         "promoting": _first(decisions, "phase Promoting").timestamp(),
         "succeeded": _first(decisions, "phase Succeeded").timestamp(),
     }

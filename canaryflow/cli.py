@@ -231,7 +231,11 @@ def release(
         client = await connect(settings)
         started_request = await _prepare_on_cluster(settings, request, image, kubeconfig) if on_cluster else request
         started = await start_release(
-            client, started_request, task_queue=settings.task_queue, cluster=settings.cluster_name
+            client,
+            started_request,
+            task_queue=settings.task_queue,
+            cluster=settings.cluster_name,
+            default_provider=settings.mesh_provider,
         )
         out.print(f"release [bold]{started.workflow_id}[/bold] revision {started_request.revision}", highlight=False)
         out.print(f"Web UI: {_ui_link(settings, started.workflow_id)}", highlight=False)

@@ -52,18 +52,30 @@ def _details(request: ReleaseRequest) -> str:
     return "\n".join(lines)
 
 
+def with_default_provider(request: ReleaseRequest, default_provider: str | None) -> ReleaseRequest:
+    spec = request.canary.spec
+    if not default_provider or spec.provider or spec.target_ref.kind == "LocalApp":
+        return request
+    canary = request.canary.model_copy(update={"spec": spec.model_copy(update={"provider": default_provider})})
+    return request.model_copy(update={"canary": canary})
+
+
 async def start_release(
     client: Client,
     request: ReleaseRequest,
     *,
     task_queue: str = shared.TASK_QUEUE,
     cluster: str | None = None,
+    default_provider: str | None = None,
 ) -> StartedRelease:
     """Start the release, or deliver the request to the one already running for this canary (signal-with-start).
 
     A request for a different revision restarts the running analysis at weight 0 on the new revision. Works while
-    no worker runs: the server records the start and the signal durably.
+    no worker runs: the server records the start and the signal durably. `default_provider` (Flagger's
+    `-mesh-provider`, CANARYFLOW_MESH_PROVIDER) fills an empty `spec.provider` of a Kubernetes canary, so the
+    workflow's input says which router serves it.
     """
+    request = with_default_provider(request, default_provider)
     meta = request.canary.metadata
     workflow_id = workflow_id_for(request, cluster)
     handle = await client.start_workflow(

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     kube_context: str | None = None
     # Register the Kubernetes workloads/routers in the worker: "auto" = when a cluster configuration is found.
     kubernetes: Literal["auto", "on", "off"] = "auto"
+    # Flagger's -mesh-provider: the router of Kubernetes canaries that set no spec.provider (Flagger's default is
+    # istio; ours is the mesh-less `kubernetes` provider unless set).
+    mesh_provider: str | None = None
     # Flagger's -include-label-prefix: labels/annotations (comma-separated prefixes) copied to generated objects.
     include_label_prefix: str = ""
     log_level: LogLevel = "INFO"
@@ -99,7 +102,9 @@ class Settings(BaseSettings):
     def _lower_log_format(cls, log_format: object) -> object:
         return log_format.lower() if isinstance(log_format, str) else log_format
 
-    @field_validator("cluster_name", "temporal_tls_server_name", "kubeconfig", "kube_context", mode="before")
+    @field_validator(
+        "cluster_name", "temporal_tls_server_name", "kubeconfig", "kube_context", "mesh_provider", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -30,6 +30,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -160,8 +161,8 @@ class CanaryController:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            for thread in threads:
-                await asyncio.to_thread(thread.join, 2.0)
+            # A watch thread blocked in a read ends with the server's timeout; they are daemons, so wait briefly.
+            await asyncio.to_thread(_join_all, threads, 2.0)
 
     def enqueue(self, key: CanaryKey) -> None:
         if key in self._active:
@@ -240,7 +241,7 @@ class CanaryController:
             except Exception as error:  # API down, watch broken: retry after a pause
                 if not self._stopping.is_set():
                     log.warning("watch %s failed: %s", tag, error)
-                    self._stopping.wait(1.0)
+                    self._stopping.wait(min(5.0, self._options.resync_seconds))
             finally:
                 with self._watches_lock:
                     self._watches.discard(stream)
@@ -357,7 +358,11 @@ class CanaryController:
             return "already-sent"
         request = await self._request(key, canary, revision)
         started = await start_release(
-            self._temporal, request, task_queue=self._settings.task_queue, cluster=self._settings.cluster_name
+            self._temporal,
+            request,
+            task_queue=self._settings.task_queue,
+            cluster=self._settings.cluster_name,
+            default_provider=self._settings.mesh_provider,
         )
         self._memo.sent_revision[key] = revision
         log.info("canary %s/%s: revision %s -> release %s", key.namespace, key.name, revision, started.workflow_id)
@@ -747,6 +752,12 @@ class CanaryController:
             reason="Canary deleted"
         )
         return "gone-cancelled"
+
+
+def _join_all(threads: list[threading.Thread], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -210,8 +210,10 @@ class CanaryRelease:
         )
         await self._act(c.ACT_ROUTER_RECONCILE, self._target(), summary="reconcile routing")
         self._set_phase(d.Phase.INITIALIZED)
-        await self._event(f"Initialization done! {self._canary_id()}")
-        await self._alert(f"New {self._kind()} detected, initialization completed.", "info", with_metadata=True)
+        if found is None or found.primary_bootstrapped:
+            # Flagger announces a canary once, when it first sees it; later revisions go straight to analysis.
+            await self._event(f"Initialization done! {self._canary_id()}")
+            await self._alert(f"New {self._kind()} detected, initialization completed.", "info", with_metadata=True)
         return found is None or found.needs_analysis
 
     async def _confirm_rollout(self) -> None:
@@ -287,7 +289,7 @@ class CanaryRelease:
         if action.writes_routes:
             await self._set_routes(action.primary_weight, action.canary_weight, action.mirrored, action.message)
         state.iterations = action.iterations
-        await self._event(f"{action.message} ({self._canary_id()})")
+        await self._event(_flagger_event_text(action.message, self._canary_id()))
         return False
 
     async def _promote(self, *, skipped: bool) -> None:
@@ -295,7 +297,8 @@ class CanaryRelease:
         if skipped:
             await self._set_routes(100, 0, False, "skip analysis: route all traffic to primary")
         self._set_phase(d.Phase.PROMOTING)
-        await self._event(f"Copying {self._target_name()} template spec to {self._target_name()}-primary")
+        target, namespace = self._request.canary.spec.target_ref.name, self._state.namespace
+        await self._event(f"Copying {target}.{namespace} template spec to {target}-primary.{namespace}")
         await self._act(c.ACT_WORKLOAD_PROMOTE, self._target(), summary="copy canary spec to primary")
         try:
             await self._wait_ready("primary")
@@ -1203,6 +1206,25 @@ def _random_letters(count: int) -> str:
     letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     rng = workflow.random()
     return "".join(rng.choice(letters) for _ in range(count))
+
+
+# Flagger's step events that name no canary (scheduler.go); every other step event names it.
+_UNNAMED_STEP_EVENTS = frozenset(
+    {
+        "Routing all traffic to canary",
+        "Start traffic mirroring",
+        "Stop traffic mirroring and route all traffic to canary",
+    }
+)
+
+
+def _flagger_event_text(message: str, canary_id: str) -> str:
+    """A step's event as Flagger words it: `Advance podinfo.test canary weight 20`."""
+    if message.startswith("Advance canary "):
+        return f"Advance {canary_id} canary {message.removeprefix('Advance canary ')}"
+    if message in _UNNAMED_STEP_EVENTS:
+        return message
+    return f"{message} ({canary_id})"
 
 
 def _failure_message(failure: FailureError) -> str:

@@ -40,7 +40,6 @@ REPORTING_CONTROLLER = "canaryflow.dev/worker"
 # Flagger's setStatusPhase keeps the weight only in these phases (WaitingPromotion shows 0: a Flagger quirk).
 _WEIGHT_PHASES = frozenset({"Progressing", "Waiting", "Promoting", "Failed"})
 _ITERATION_PHASES = frozenset({"Progressing", "Waiting", "Promoting", "WaitingPromotion"})
-_PROMOTED_PHASES = frozenset({"Initialized", "Succeeded"})
 # A new revision's first status: Flagger's SyncStatus refreshes trackedConfigs then.
 _SYNC_PHASES = frozenset({"Initializing", "Initialized", "Progressing", "Failed", "Succeeded"})
 
@@ -121,13 +120,26 @@ def build_status(
     status["iterations"] = report.iterations if report.phase in _ITERATION_PHASES else 0
     status["failedChecks"] = report.failed_checks
     status["lastAppliedSpec"] = report.revision
-    if report.phase in _PROMOTED_PHASES:
+    if report.phase == "Succeeded" or (report.phase == "Initialized" and report.finished):
+        # Initialized promotes only when the release ends there (the target runs the primary's revision); an
+        # Initialized on the way to an analysis has promoted nothing yet.
         status["lastPromotedSpec"] = report.revision
     if tracked_configs is not None:
         status["trackedConfigs"] = tracked_configs
     status["lastTransitionTime"] = now
     status["conditions"] = build_conditions(current.get("conditions"), report.phase, report.target_kind, now)
     return status
+
+
+def is_transient_initialization(current: dict[str, Any], report: StatusReport) -> bool:
+    """A release of an already initialized Canary passes through Initializing/Initialized while it checks the
+    primary. Flagger shows these phases only on a Canary's first sight (a new revision goes from Succeeded or
+    Failed straight to Progressing), and Initialized would mark the unanalysed revision as promoted."""
+    return (
+        report.phase in ("Initializing", "Initialized")
+        and not report.finished
+        and bool(current.get("lastPromotedSpec"))
+    )
 
 
 def event_name(report: StatusReport, decision: ReportedDecision) -> str:
@@ -217,6 +229,8 @@ class KubernetesStatusSink:
             if stored is not None and stored >= position:
                 return canary  # a duplicate or an older report: the stored status is newer
             current_status = canary.get("status") or {}
+            if is_transient_initialization(current_status, report):
+                return canary
             keep_tracked = tracked
             if keep_tracked is None and current_status.get("lastAppliedSpec") == report.revision:
                 keep_tracked = current_status.get("trackedConfigs")

@@ -47,6 +47,8 @@ class FakeKube:
 
     def start(self, port: int = 0) -> str:
         """Serve in a background thread with its own event loop; returns the base URL."""
+        if self._loop is not None:
+            return self.url
         started = threading.Event()
         failure: list[BaseException] = []
 

@@ -76,6 +76,8 @@ def status_on_create(resource_type: ResourceType, obj: dict[str, Any]) -> dict[s
         return {"phase": "Active"}
     if is_kind(resource_type, "", "Service"):
         return {"loadBalancer": {}}
+    if is_kind(resource_type, "", "Pod"):
+        return {"phase": "Pending"}
     if is_kind(resource_type, "apiextensions.k8s.io", "CustomResourceDefinition"):
         return crd_status(obj)
     if resource_type.custom:

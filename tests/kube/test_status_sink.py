@@ -89,6 +89,13 @@ def test_last_promoted_spec_moves_only_on_initialized_and_succeeded() -> None:
     assert succeeded["lastPromotedSpec"] == "rev-b"
 
 
+def test_initialized_promotes_only_when_the_release_ends_there() -> None:
+    on_the_way = build_status({}, make_report(phase="Initialized", revision="rev-b"), None)
+    assert "lastPromotedSpec" not in on_the_way
+    first_sight = build_status({}, make_report(phase="Initialized", revision="rev-a", finished=True), None)
+    assert first_sight["lastPromotedSpec"] == "rev-a"
+
+
 def test_condition_keeps_transition_time_while_its_status_stays() -> None:
     first = build_status({}, make_report(phase="Progressing"), None)
     later = T0 + timedelta(minutes=5)
@@ -277,6 +284,22 @@ async def test_duplicate_and_out_of_order_reports_change_nothing(fake_kube: Any)
     assert stored_canary(fake_kube)["status"]["lastAppliedSpec"] == "rev-c"
 
 
+async def test_a_new_revisions_release_goes_from_succeeded_to_progressing_like_flagger(fake_kube: Any) -> None:
+    from activities.status.kubernetes import KubernetesStatusSink
+
+    fake_kube.seed(canary_object())
+    sink = KubernetesStatusSink(fake_kube.api_client())
+    await sink.publish(make_report(phase="Succeeded", revision="rev-a", canary_weight=0, sequence=9, finished=True))
+    later = T0 + timedelta(hours=1)
+    for sequence, phase in enumerate(("Initializing", "Initialized"), start=1):  # the next release checks the primary
+        await sink.publish(make_report(phase=phase, revision="rev-b", sequence=sequence, started_at=later))
+    status = stored_canary(fake_kube)["status"]
+    assert (status["phase"], status["lastAppliedSpec"], status["lastPromotedSpec"]) == ("Succeeded", "rev-a", "rev-a")
+    await sink.publish(make_report(phase="Progressing", revision="rev-b", sequence=3, started_at=later))
+    status = stored_canary(fake_kube)["status"]
+    assert (status["phase"], status["lastAppliedSpec"], status["lastPromotedSpec"]) == ("Progressing", "rev-b", "rev-a")
+
+
 async def test_missing_canary_and_local_releases_are_ignored(fake_kube: Any) -> None:
     from activities.status.kubernetes import KubernetesStatusSink
 
@@ -296,7 +319,9 @@ async def test_flagger_group_canary_gets_its_status(fake_kube: Any) -> None:
 
     fake_kube.seed(canary_object("flagger.app/v1beta1"))
     sink = KubernetesStatusSink(fake_kube.api_client())
-    await sink.publish(make_report(canary_api_version="flagger.app/v1beta1", phase="Initialized", revision="rev-a"))
+    await sink.publish(
+        make_report(canary_api_version="flagger.app/v1beta1", phase="Initialized", revision="rev-a", finished=True)
+    )
     status = stored_canary(fake_kube, "flagger.app/v1beta1")["status"]
     assert (status["phase"], status["lastPromotedSpec"]) == ("Initialized", "rev-a")
     assert status["conditions"][0]["message"] == "Deployment initialization completed."

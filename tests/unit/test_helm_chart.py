@@ -217,6 +217,7 @@ def test_worker_environment_is_read_by_canaryflow_settings(monkeypatch: pytest.M
         "logLevel=DEBUG",
         "worker.maxConcurrentActivities=20",
         r"includeLabelPrefix=app.kubernetes.io\,team",
+        "meshProvider=gatewayapi:v1beta1",
     )
     env = env_of(documents, "worker")
     for name in env:
@@ -232,6 +233,7 @@ def test_worker_environment_is_read_by_canaryflow_settings(monkeypatch: pytest.M
     assert settings.log_level == "DEBUG"
     assert settings.log_format == "json"
     assert settings.include_label_prefix == "app.kubernetes.io,team"
+    assert settings.mesh_provider == "gatewayapi:v1beta1"
     assert settings.max_concurrent_activities == 20
     assert settings.worker_metrics_bind == "0.0.0.0:9466"
     assert settings.kubernetes == "on"

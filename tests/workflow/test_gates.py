@@ -288,7 +288,7 @@ async def test_event_hooks_receive_flaggers_event_payload(time_skipping_env: Wor
         ("Normal", f"Initialization done! {name}.test"),
         ("Normal", "New revision detected! Scaling up podinfo.test"),
         ("Normal", "Starting canary analysis for podinfo.test"),
-        ("Normal", f"Advance canary weight 20 ({name}.test)"),
+        ("Normal", f"Advance {name}.test canary weight 20"),
         ("Warning", f"Rolling back {name}.test failed checks threshold reached 1"),
         ("Warning", "Canary failed! Scaling down podinfo.test"),
     ]

@@ -89,8 +89,8 @@ async def test_long_release_continues_as_new_without_losing_or_repeating_a_step(
     weights = list(range(5, 55, 5))
     assert platform.route_history == [(100 - w, w, False) for w in weights] + [(100, 0, False)]
     name = run.request.canary.metadata.name
-    advances = [m for m in messages(state, "event") if m.startswith("Advance canary weight") and name in m]
-    assert advances == [f"Advance canary weight {w} ({name}.test)" for w in weights]
+    advances = [m for m in messages(state, "event") if m.startswith(f"Advance {name}.test canary weight")]
+    assert advances == [f"Advance {name}.test canary weight {w}" for w in weights]
     assert phases == SUCCESS_PHASES
     assert platform.metric_calls == {"request-success-rate": 10, "request-duration": 10}
 

@@ -83,6 +83,10 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.logLevel | quote }}
 - name: CANARYFLOW_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
+{{- with .Values.meshProvider }}
+- name: CANARYFLOW_MESH_PROVIDER
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.includeLabelPrefix }}
 - name: CANARYFLOW_INCLUDE_LABEL_PREFIX
   value: {{ . | quote }}
