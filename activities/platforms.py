@@ -25,6 +25,11 @@ def register_platforms(settings: Settings) -> None:
     register_metric_providers(settings)
     register_local(settings)  # after the builtins: haproxy keeps the local stack's own observer
     register_metrics_sink()
+    if settings.event_webhook:
+        from activities.status.base import register_status_sink
+        from activities.status.event_webhook import EventWebhookSink
+
+        register_status_sink(EventWebhookSink(settings.event_webhook))
     if kubernetes_enabled(settings):
         from activities.kube.client import load_api_client
 

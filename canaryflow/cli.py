@@ -131,6 +131,8 @@ def validate(
     result = _load(file)
     for resource in result.resources:
         out.print(f"ok  {resource.kind} {resource.metadata.namespace}/{resource.metadata.name}", highlight=False)
+    for skipped in result.skipped:
+        out.print(f"skipped  {skipped} (not a Canary, MetricTemplate or AlertProvider)", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -119,6 +119,8 @@ class SpecError(Exception):
 class LoadResult:
     resources: list[Resource] = field(default_factory=list)
     errors: list[SpecError] = field(default_factory=list)
+    # Objects of other API groups found next to ours (a Secret in an AlertProvider's file): "<source> Kind/name".
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -348,11 +350,26 @@ def load_text(text: str, source: str) -> LoadResult:
         if data is None:
             continue
         for suffix, item in _expand_lists(data):
+            if _foreign(item):
+                name = item.get("metadata", {}).get("name", "") if isinstance(item.get("metadata"), dict) else ""
+                result.skipped.append(f"{source}#{number}{suffix} {item.get('kind')}/{name}")
+                continue
             try:
                 result.resources.append(parse_resource(item, f"{source}#{number}{suffix}"))
             except SpecError as error:
                 result.errors.append(error)
     return result
+
+
+def _foreign(data: Any) -> bool:
+    """An object of another API group (Secret, Deployment, ...): not ours to judge, so it is skipped."""
+    if not isinstance(data, dict):
+        return False
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str) or kind in RESOURCE_KINDS:
+        return False
+    group = api_version.rpartition("/")[0]
+    return group not in {version.rpartition("/")[0] for version in API_VERSIONS}
 
 
 def _syntax_error(error: yaml.YAMLError, source: str) -> SpecError:

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     kube_context: str | None = None
     # Register the Kubernetes workloads/routers in the worker: "auto" = when a cluster configuration is found.
     kubernetes: Literal["auto", "on", "off"] = "auto"
+    # Flagger's -event-webhook: every release event is POSTed here (an http(s) URL or secret:<name>/<key>).
+    event_webhook: str | None = None
     # Flagger's -mesh-provider: the router of Kubernetes canaries that set no spec.provider (Flagger's default is
     # istio; ours is the mesh-less `kubernetes` provider unless set).
     mesh_provider: str | None = None
@@ -103,7 +105,13 @@ class Settings(BaseSettings):
         return log_format.lower() if isinstance(log_format, str) else log_format
 
     @field_validator(
-        "cluster_name", "temporal_tls_server_name", "kubeconfig", "kube_context", "mesh_provider", mode="before"
+        "cluster_name",
+        "temporal_tls_server_name",
+        "kubeconfig",
+        "kube_context",
+        "mesh_provider",
+        "event_webhook",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

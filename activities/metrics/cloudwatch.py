@@ -43,8 +43,9 @@ from activities.metrics.common import (
     query_failed,
     query_invalid,
     template_of,
-    transport_reason,
+    timed_out,
     unavailable,
+    unreachable,
 )
 from activities.metrics.prometheus import ERR_METRIC_QUERY_INVALID
 from canaryflow.spec import MetricTemplate
@@ -140,11 +141,9 @@ class CloudWatchProvider:
                 "(environment, profile, web identity / IRSA or instance role) allowed cloudwatch:GetMetricData"
             ) from None
         except (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError):
-            raise unavailable(
-                f"{target.service} did not answer within {self.timeout_seconds:g}s; the query is retried"
-            ) from None
+            raise timed_out(target.service, self.timeout_seconds) from None
         except botocore.exceptions.HTTPClientError as error:
-            raise unavailable(f"cannot reach {target.service}: {transport_reason(error)}") from None
+            raise unreachable(target.service, error) from None
         except botocore.exceptions.CredentialRetrievalError as error:
             # e.g. STS or the instance metadata service failing to hand out web identity / role credentials
             raise unavailable(f"{target.service}: {excerpt(str(error))}") from None

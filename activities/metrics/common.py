@@ -1,4 +1,4 @@
-"""What the MetricTemplate providers share: the template they run for, its secretRef, windows and typed errors.
+"""What the MetricTemplate providers share: the template, its secretRef, windows, transport and typed errors.
 
 Errors use the ApplicationError types of the Prometheus provider. Every message names the provider and the
 template and says what to fix; `scrub` removes any secret value that a server may have echoed into a detail.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+import urllib3
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ERR_INVALID_SPEC, MetricQuery
@@ -76,6 +79,14 @@ def template_credentials(
     return credentials
 
 
+def service_label(product: str, address: str, template: MetricTemplate) -> str:
+    """`<product> at <address> (MetricTemplate ns/name, secret ns/name)`, the secret only when there is a secretRef."""
+    label = f"{product} at {display_address(address)} ({describe(template)}"
+    if template.spec.provider.secret_ref is not None:
+        label += f", secret {secret_label(template)}"
+    return label + ")"
+
+
 def http_address(address: str | None, default: str | None, template: MetricTemplate, provider: str) -> str:
     """The provider address without a trailing slash; `default` when unset, else an InvalidSpec error."""
     chosen = address or default
@@ -132,6 +143,49 @@ def transport_reason(error: BaseException) -> str:
             return match.group(1).strip()
         current = current.__cause__ or current.__context__
     return type(error).__name__
+
+
+def timed_out(service: str, timeout_seconds: float) -> ApplicationError:
+    return unavailable(f"{service} did not answer within {timeout_seconds:g}s; the query is retried")
+
+
+def unreachable(service: str, error: BaseException) -> ApplicationError:
+    return unavailable(f"cannot reach {service}: {transport_reason(error)}")
+
+
+async def http_get(
+    url: str,
+    *,
+    service: str,
+    timeout_seconds: float,
+    verify_tls: bool,
+    params: Mapping[str, str] | Sequence[tuple[str, str]],
+    headers: dict[str, str] | None = None,
+    basic_auth: tuple[str, str] | None = None,
+) -> httpx.Response:
+    """One GET to `service`, any status; a timeout or a connection failure becomes a retryable unavailable error."""
+    try:
+        async with httpx.AsyncClient(verify=verify_tls, timeout=timeout_seconds, auth=basic_auth) as client:
+            return await client.get(
+                url, params=params if isinstance(params, Mapping) else tuple(params), headers=headers
+            )
+    except httpx.TimeoutException:
+        raise timed_out(service, timeout_seconds) from None
+    except httpx.TransportError as error:
+        raise unreachable(service, error) from None
+
+
+@contextmanager
+def urllib3_transport_errors(service: str, timeout_seconds: float) -> Iterator[None]:
+    """Turns the urllib3 failures of a client library's call to `service` into retryable unavailable errors."""
+    try:
+        yield
+    except urllib3.exceptions.NewConnectionError as error:  # a ConnectTimeoutError subclass: before it
+        raise unreachable(service, error) from None
+    except urllib3.exceptions.TimeoutError:
+        raise timed_out(service, timeout_seconds) from None
+    except urllib3.exceptions.HTTPError as error:
+        raise unreachable(service, error) from None
 
 
 def http_error(

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import urllib3
 from datadog_api_client import ApiClient, Configuration
 from datadog_api_client.exceptions import ApiException, OpenApiException
 from datadog_api_client.v1.api.authentication_api import AuthenticationApi
@@ -30,19 +29,17 @@ from urllib3.util.retry import Retry
 from activities.contracts import MetricQuery
 from activities.metrics.common import (
     QUERY_TIMEOUT_SECONDS,
-    describe,
-    display_address,
     excerpt,
     http_address,
     http_error,
     interval_seconds,
     query_failed,
     query_invalid,
-    secret_label,
+    service_label,
     template_credentials,
     template_of,
-    transport_reason,
     unavailable,
+    urllib3_transport_errors,
 )
 
 PROVIDER = "datadog"
@@ -107,18 +104,10 @@ class DatadogProvider:
         configuration.verify_ssl = account.verify_tls
         configuration.retry_policy = Retry(0, read=False)  # retries belong to the activity's retry policy
         try:
-            with ApiClient(configuration) as client:
+            with urllib3_transport_errors(account.service, self.timeout_seconds), ApiClient(configuration) as client:
                 return call(client)
         except ApiException as error:
             raise _api_error(account, datadog_query, error) from None
-        except urllib3.exceptions.NewConnectionError as error:  # a ConnectTimeoutError subclass: before it
-            raise unavailable(f"cannot reach {account.service}: {transport_reason(error)}") from None
-        except urllib3.exceptions.TimeoutError:
-            raise unavailable(
-                f"{account.service} did not answer within {self.timeout_seconds:g}s; the query is retried"
-            ) from None
-        except urllib3.exceptions.HTTPError as error:
-            raise unavailable(f"cannot reach {account.service}: {transport_reason(error)}") from None
         except (OpenApiException, ValueError, TypeError, KeyError, AttributeError):
             raise _not_datadog(account) from None
 
@@ -135,7 +124,7 @@ def _account(query: MetricQuery) -> _Account:
         api_key=credentials[API_KEY_SECRET_KEY],
         application_key=credentials[APPLICATION_KEY_SECRET_KEY],
         verify_tls=not settings.insecure_skip_verify,
-        service=f"Datadog at {display_address(address)} ({describe(template)}, secret {secret_label(template)})",
+        service=service_label("Datadog", address, template),
     )
 
 

@@ -22,18 +22,15 @@ from activities.contracts import MetricQuery
 from activities.metrics.common import (
     QUERY_TIMEOUT_SECONDS,
     collapse_whitespace,
-    describe,
-    display_address,
     excerpt,
     http_address,
     http_error,
+    http_get,
     query_failed,
     query_invalid,
-    secret_label,
+    service_label,
     template_credentials,
     template_of,
-    transport_reason,
-    unavailable,
 )
 
 PROVIDER = "graphite"
@@ -77,21 +74,18 @@ class GraphiteProvider:
     async def _render(self, server: _Server, render_query: str) -> Any:
         # Line breaks around `&` in a YAML block would otherwise leave blanks at the ends of values.
         pairs = [(key.strip(), value.strip()) for key, value in parse_qsl(render_query, keep_blank_values=True)]
-        params: list[tuple[str, str | int | float | bool | None]] = [(k, v) for k, v in pairs if k != "format"]
+        params = [(key, value) for key, value in pairs if key != "format"]
         if not any(key == "target" for key, _ in params):
             raise query_invalid(f"{server.service}: the query has no `target=`; write a render query string")
         params.append(("format", "json"))
-        try:
-            async with httpx.AsyncClient(
-                verify=server.verify_tls, timeout=self.timeout_seconds, auth=server.basic_auth
-            ) as client:
-                response = await client.get(server.render_url, params=params)
-        except httpx.TimeoutException:
-            raise unavailable(
-                f"{server.service} did not answer within {self.timeout_seconds:g}s; the query is retried"
-            ) from None
-        except httpx.TransportError as error:
-            raise unavailable(f"cannot reach {server.service}: {transport_reason(error)}") from None
+        response = await http_get(
+            server.render_url,
+            service=server.service,
+            timeout_seconds=self.timeout_seconds,
+            verify_tls=server.verify_tls,
+            params=params,
+            basic_auth=server.basic_auth,
+        )
         if response.status_code >= 400:
             raise _http_error(server, render_query, response)
         try:
@@ -108,14 +102,11 @@ def _server(query: MetricQuery) -> _Server:
         template, PROVIDER, (USERNAME_SECRET_KEY, PASSWORD_SECRET_KEY), secret_required=False
     )
     username, password = credentials.get(USERNAME_SECRET_KEY, ""), credentials.get(PASSWORD_SECRET_KEY, "")
-    service = f"Graphite at {display_address(address)} ({describe(template)}"
-    if settings.secret_ref is not None:
-        service += f", secret {secret_label(template)}"
     return _Server(
         render_url=f"{address}/render",
         basic_auth=(username, password) if username and password else None,
         verify_tls=not settings.insecure_skip_verify,
-        service=service + ")",
+        service=service_label("Graphite", address, template),
     )
 
 

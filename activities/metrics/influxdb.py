@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
 from influxdb_client.client.flux_csv_parser import FluxCsvParserException, FluxQueryException
 from influxdb_client.client.flux_table import TableList
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -27,18 +26,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import MetricQuery
 from activities.metrics.common import (
-    describe,
-    display_address,
     excerpt,
     http_address,
     http_error,
     query_failed,
     query_invalid,
-    secret_label,
+    service_label,
     template_credentials,
     template_of,
-    transport_reason,
-    unavailable,
+    urllib3_transport_errors,
 )
 from activities.metrics.prometheus import ERR_METRIC_QUERY_INVALID
 
@@ -93,7 +89,8 @@ class InfluxDBProvider:
             retries=False,  # retries belong to the activity's retry policy
         )
         try:
-            return client.query_api().query(flux, org=server.org)
+            with urllib3_transport_errors(server.service, self.timeout_seconds):
+                return client.query_api().query(flux, org=server.org)
         except ApiException as error:
             raise _http_error(server, flux, error) from None
         except FluxQueryException as error:
@@ -101,14 +98,6 @@ class InfluxDBProvider:
             raise query_invalid(
                 f"{server.service} failed the query: {excerpt(str(error.message), server.secrets)}: {flux}"
             ) from None
-        except urllib3.exceptions.NewConnectionError as error:  # a ConnectTimeoutError subclass: before it
-            raise unavailable(f"cannot reach {server.service}: {transport_reason(error)}") from None
-        except urllib3.exceptions.TimeoutError:
-            raise unavailable(
-                f"{server.service} did not answer within {self.timeout_seconds:g}s; the query is retried"
-            ) from None
-        except urllib3.exceptions.HTTPError as error:
-            raise unavailable(f"cannot reach {server.service}: {transport_reason(error)}") from None
         except (FluxCsvParserException, ValueError, IndexError, KeyError, TypeError):
             raise query_failed(
                 f"{server.service} did not answer like the InfluxDB v2 query API (annotated CSV); "
@@ -123,15 +112,12 @@ def _server(query: MetricQuery) -> _Server:
     settings = template.spec.provider
     address = http_address(settings.address, None, template, PROVIDER)
     credentials = template_credentials(template, PROVIDER, (TOKEN_SECRET_KEY, ORG_SECRET_KEY), secret_required=False)
-    service = f"InfluxDB at {display_address(address)} ({describe(template)}"
-    if settings.secret_ref is not None:
-        service += f", secret {secret_label(template)}"
     return _Server(
         address=address,
         token=credentials.get(TOKEN_SECRET_KEY, ""),
         org=credentials.get(ORG_SECRET_KEY, ""),
         verify_tls=not settings.insecure_skip_verify,
-        service=service + ")",
+        service=service_label("InfluxDB", address, template),
     )
 
 

@@ -23,19 +23,16 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import MetricQuery
 from activities.metrics.common import (
     QUERY_TIMEOUT_SECONDS,
-    describe,
-    display_address,
     excerpt,
     http_address,
     http_error,
+    http_get,
     interval_seconds,
     query_failed,
     query_invalid,
-    secret_label,
+    service_label,
     template_credentials,
     template_of,
-    transport_reason,
-    unavailable,
 )
 from activities.metrics.prometheus import DEFAULT_WINDOW_FLOOR_SECONDS, effective_window
 
@@ -86,16 +83,14 @@ class NewRelicProvider:
         return int(interval_seconds(window, template_of(query, PROVIDER)))
 
     async def _fetch(self, account: _Account, nrql: str) -> Any:
-        headers = {"X-Query-Key": account.query_key, "Accept": "application/json"}
-        try:
-            async with httpx.AsyncClient(verify=account.verify_tls, timeout=self.timeout_seconds) as client:
-                response = await client.get(account.endpoint, params={"nrql": nrql}, headers=headers)
-        except httpx.TimeoutException:
-            raise unavailable(
-                f"{account.service} did not answer within {self.timeout_seconds:g}s; the query is retried"
-            ) from None
-        except httpx.TransportError as error:
-            raise unavailable(f"cannot reach {account.service}: {transport_reason(error)}") from None
+        response = await http_get(
+            account.endpoint,
+            service=account.service,
+            timeout_seconds=self.timeout_seconds,
+            verify_tls=account.verify_tls,
+            params={"nrql": nrql},
+            headers={"X-Query-Key": account.query_key, "Accept": "application/json"},
+        )
         if response.status_code != 200:
             raise _http_error(account, nrql, response)
         try:
@@ -117,7 +112,7 @@ def _account(query: MetricQuery) -> _Account:
         query_key=credentials[QUERY_KEY_SECRET_KEY],
         account_id=account_id,
         verify_tls=not settings.insecure_skip_verify,
-        service=f"New Relic at {display_address(address)} ({describe(template)}, secret {secret_label(template)})",
+        service=service_label("New Relic", address, template),
     )
 
 

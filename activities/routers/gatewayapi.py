@@ -19,11 +19,7 @@ import contextlib
 import copy
 from typing import Any
 
-from kubernetes import client as k8s
-from temporalio.exceptions import ApplicationError
-
-from activities.contracts import ERR_NOT_FOUND, ReleaseTarget, Routes, SessionAffinityRoute, SetRoutes
-from activities.kube.client import run_blocking
+from activities.contracts import ReleaseTarget, Routes, SessionAffinityRoute, SetRoutes
 from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
 from activities.routers import kube_affinity as sticky
 from activities.routers import kube_objects as ko
@@ -204,6 +200,15 @@ def backend_ref(name: str, weight: int, port: int) -> Object:
     return {"group": "", "kind": "Service", "name": name, "port": port, "weight": weight}
 
 
+def backend_refs(canary: Canary, primary_weight: int, canary_weight: int) -> list[Object]:
+    """The primary then the canary Service, with these weights."""
+    port = canary.spec.service.port
+    return [
+        backend_ref(primary_service_name(canary), primary_weight, port),
+        backend_ref(canary_service_name(canary), canary_weight, port),
+    ]
+
+
 def _timeouts(canary: Canary) -> Object | None:
     service = canary.spec.service
     if not _is_v1(canary) or not (service.timeout or service.backend_timeout):
@@ -239,41 +244,31 @@ def _set_cookie_filter(value: str) -> Object:
     }
 
 
+def _cookie_rule(canary: Canary, weighted: Object, cookie: str) -> Object:
+    """A copy of the weighted rule for the requests carrying `cookie`."""
+    rule = copy.deepcopy(weighted)
+    rule["matches"] = merge_matches([_cookie_match(cookie)], _service_matches(canary))
+    return rule
+
+
 def _sticky_rules(canary: Canary, canary_weight: int, route: SessionAffinityRoute, weighted: Object) -> list[Object]:
     """Flagger's session-affinity rules: [sticky canary, (v1) sticky primary, weighted]."""
-    affinity = sticky.affinity_spec(canary)
-    assert affinity is not None
-    primary_name, canary_name = primary_service_name(canary), canary_service_name(canary)
-    port = canary.spec.service.port
-    service_matches = _service_matches(canary)
-    sticky_canary = copy.deepcopy(weighted)
-    if canary_weight != 0:
-        cookie = sticky.canary_cookie(route)
-        if not cookie:
-            raise ValueError("session affinity needs the canary cookie value while the canary gets traffic")
-        for backend in weighted["backendRefs"]:
-            if backend["name"] == canary_name:
-                backend.setdefault("filters", []).append(_set_cookie_filter(sticky.canary_set_cookie(affinity, cookie)))
-        primary_cookie = sticky.primary_cookie(route) if _is_v1(canary) else ""
-        if primary_cookie:
-            value = sticky.primary_set_cookie(canary, affinity, primary_cookie)
-            for backend in weighted["backendRefs"]:
-                if backend["name"] == primary_name:
-                    backend.setdefault("filters", []).append(_set_cookie_filter(value))
-        sticky_canary["matches"] = merge_matches([_cookie_match(cookie)], service_matches)
-        sticky_canary["backendRefs"] = [backend_ref(primary_name, 0, port), backend_ref(canary_name, 100, port)]
-        if not primary_cookie:
-            return [sticky_canary, weighted]
-        sticky_primary = copy.deepcopy(sticky_canary)
-        sticky_primary["matches"] = merge_matches([_cookie_match(primary_cookie)], service_matches)
-        sticky_primary["backendRefs"] = [backend_ref(primary_name, 100, port), backend_ref(canary_name, 0, port)]
-        return [sticky_canary, sticky_primary, weighted]
-    previous = sticky.previous_cookie(route)
-    if previous:
+    plan = sticky.sticky_routes(canary, route, canary_weight, with_primary_cookie=_is_v1(canary))
+    if not plan.pinned:
+        if not plan.expired:
+            return [copy.deepcopy(weighted), weighted]
         # Clients still holding the last run's canary cookie get it expired.
-        sticky_canary["matches"] = merge_matches([_cookie_match(previous)], service_matches)
-        sticky_canary.setdefault("filters", []).append(_set_cookie_filter(sticky.expire_cookie(previous)))
-    return [sticky_canary, weighted]
+        expiring = _cookie_rule(canary, weighted, plan.expired)
+        expiring.setdefault("filters", []).append(_set_cookie_filter(sticky.expire_cookie(plan.expired)))
+        return [expiring, weighted]
+    rules = [
+        {**_cookie_rule(canary, weighted, cookie), "backendRefs": backend_refs(canary, to_primary, to_canary)}
+        for cookie, to_primary, to_canary in plan.pinned
+    ]
+    for backend in weighted["backendRefs"]:
+        if backend["name"] in plan.set_cookies:
+            backend.setdefault("filters", []).append(_set_cookie_filter(plan.set_cookies[backend["name"]]))
+    return [*rules, weighted]
 
 
 def http_route_spec(
@@ -288,11 +283,7 @@ def http_route_spec(
     port = canary.spec.service.port
     analysis = canary.spec.analysis
     matches = _route_matches(canary)
-    weighted = _rule(
-        canary,
-        matches,
-        [backend_ref(apex_primary, primary_weight, port), backend_ref(apex_canary, canary_weight, port)],
-    )
+    weighted = _rule(canary, matches, backend_refs(canary, primary_weight, canary_weight))
     if mirrored and analysis is not None and analysis.iterations > 0:
         mirror = {"backendRef": {"group": "", "kind": "Service", "name": apex_canary, "port": port}}
         weighted.setdefault("filters", []).append({"type": "RequestMirror", "requestMirror": mirror})
@@ -356,13 +347,6 @@ def comparable_spec(canary: Canary, spec: Object) -> Object:
 # Router
 
 
-def _apex_metadata(canary: Canary) -> tuple[dict[str, str], dict[str, str]]:
-    apex = canary.spec.service.apex
-    labels = dict(apex.labels) if apex is not None else {}
-    annotations = dict(apex.annotations) if apex is not None else {}
-    return labels, ko.managed_annotations(annotations)
-
-
 def _weights(rule: Object, primary_name: str, canary_name: str) -> tuple[int | None, int | None]:
     primary: int | None = None
     canary: int | None = None
@@ -421,30 +405,17 @@ def unaccepted_parent(route: Object) -> str | None:
 
 def http_route_object(canary: Canary, spec: Object | None = None) -> Object:
     """The HTTPRoute `reconcile` creates (without the ownerReference to the Canary)."""
-    labels, annotations = _apex_metadata(canary)
+    labels, annotations = ko.apex_metadata(canary)
     resource = http_route_type(canary.spec.provider)
     name, namespace = apex_service_name(canary), canary.metadata.namespace
     body = spec if spec is not None else http_route_spec(canary)
     return ko.new_object(resource, namespace, name, body, labels=labels, annotations=annotations)
 
 
-class GatewayAPIRouter:
+class GatewayAPIRouter(ko.BlockingRouter):
     """Routes a canary with a Gateway API HTTPRoute named after the apex Service."""
 
-    def __init__(self, api_client: k8s.ApiClient) -> None:
-        self._api = api_client
-
-    async def reconcile(self, target: ReleaseTarget) -> None:
-        await run_blocking(self._reconcile, target)
-
-    async def set_routes(self, request: SetRoutes) -> None:
-        await run_blocking(self._set_routes, request)
-
-    async def get_routes(self, target: ReleaseTarget) -> Routes:
-        return await run_blocking(self._get_routes, target)
-
-    async def finalize(self, target: ReleaseTarget) -> None:
-        """Flagger leaves the HTTPRoute as it is; the Canary's ownerReference garbage-collects it."""
+    kind = "HTTPRoute"
 
     def _desired(self, target: ReleaseTarget, *args: Any) -> Object:
         canary = target.canary
@@ -460,26 +431,18 @@ class GatewayAPIRouter:
     def _reconcile(self, target: ReleaseTarget) -> None:
         canary = target.canary
         desired = self._desired(target)
-        labels, annotations = _apex_metadata(canary)
+        labels, annotations = ko.apex_metadata(canary)
         resource = http_route_type(canary.spec.provider)
         name, namespace = apex_service_name(canary), canary.metadata.namespace
 
         def create() -> Object:
-            return ko.with_owners(http_route_object(canary, desired), ko.canary_owner_references(self._api, canary))
+            return self._owned(canary, http_route_object(canary, desired))
 
         def update(existing: Object) -> Object | None:
-            metadata = existing.setdefault("metadata", {})
             # Annotations other controllers put on the route (e.g. a cloud gateway controller) are kept.
-            merged = {**(metadata.get("annotations") or {}), **annotations}
+            merged = {**((existing.get("metadata") or {}).get("annotations") or {}), **annotations}
             same_spec = comparable_spec(canary, existing.get("spec") or {}) == comparable_spec(canary, desired)
-            same_labels = ko.without_empty(labels) == ko.without_empty(metadata.get("labels") or {})
-            same_annotations = merged == (metadata.get("annotations") or {})
-            if same_spec and same_labels and same_annotations:
-                return None
-            existing["spec"] = desired
-            metadata["labels"] = labels
-            metadata["annotations"] = merged
-            return existing
+            return ko.with_spec_and_metadata(existing, desired, labels, merged, same_spec=same_spec)
 
         ko.upsert(self._api, resource, namespace, name, create=create, update=update)
 
@@ -489,33 +452,20 @@ class GatewayAPIRouter:
         desired = self._desired(
             target, routes.primary_weight, routes.canary_weight, routes.mirrored, request.session_affinity
         )
-        resource = http_route_type(canary.spec.provider)
-        name = apex_service_name(canary)
 
         def change(existing: Object) -> Object:
             existing["spec"] = desired
             return existing
 
-        if ko.modify(self._api, resource, canary.metadata.namespace, name, change) is None:
-            raise _missing(target, name)
+        self._modify_existing(target, http_route_type(canary.spec.provider), apex_service_name(canary), change)
 
     def _get_routes(self, target: ReleaseTarget) -> Routes:
         canary = target.canary
         name = apex_service_name(canary)
         resource = http_route_type(canary.spec.provider)
-        route = ko.read(self._api, resource, canary.metadata.namespace, name)
-        if route is None:
-            raise _missing(target, name)
+        route = self._read_existing(target, resource, name)
         if resource is HTTP_ROUTE_V1:
             reason = unaccepted_parent(route)
             if reason is not None:
                 raise ko.routes_not_ready(target, f"HTTPRoute {name}: {reason}")
         return routes_of(canary, route)
-
-
-def _missing(target: ReleaseTarget, name: str) -> ApplicationError:
-    return ApplicationError(
-        f"{target.key}: HTTPRoute {name}.{target.canary.metadata.namespace} not found (run reconcile first)",
-        type=ERR_NOT_FOUND,
-        non_retryable=True,
-    )

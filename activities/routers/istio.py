@@ -22,11 +22,7 @@ import copy
 import json
 from typing import Any
 
-from kubernetes import client as k8s
-from temporalio.exceptions import ApplicationError
-
-from activities.contracts import ERR_NOT_FOUND, ReleaseTarget, Routes, SessionAffinityRoute, SetRoutes
-from activities.kube.client import run_blocking
+from activities.contracts import ReleaseTarget, Routes, SessionAffinityRoute, SetRoutes
 from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
 from activities.routers import kube_affinity as sticky
 from activities.routers import kube_objects as ko
@@ -99,15 +95,20 @@ def http_route(canary: Canary, match: list[Object], route: list[Object]) -> Obje
     return result
 
 
+def destinations(canary: Canary, primary_weight: int, canary_weight: int) -> list[Object]:
+    """The primary then the canary destination, with these weights."""
+    return [
+        destination(canary, primary_service_name(canary), primary_weight),
+        destination(canary, canary_service_name(canary), canary_weight),
+    ]
+
+
 def _tcp_route(canary: Canary, primary_weight: int, canary_weight: int) -> Object:
     route: Object = {}
     ports = [{"port": match["port"]} if match.get("port") else {} for match in canary.spec.service.match]
     if ports:
         route["match"] = ports
-    route["route"] = [
-        destination(canary, primary_service_name(canary), primary_weight),
-        destination(canary, canary_service_name(canary), canary_weight),
-    ]
+    route["route"] = destinations(canary, primary_weight, canary_weight)
     return route
 
 
@@ -115,14 +116,11 @@ def _ab_routes(canary: Canary, primary_weight: int, canary_weight: int, second_p
     analysis = canary.spec.analysis
     assert analysis is not None
     service_match = canary.spec.service.match
-    primary, canary_host = primary_service_name(canary), canary_service_name(canary)
     return [
         http_route(
-            canary,
-            merge_matches(analysis.match, service_match),
-            [destination(canary, primary, primary_weight), destination(canary, canary_host, canary_weight)],
+            canary, merge_matches(analysis.match, service_match), destinations(canary, primary_weight, canary_weight)
         ),
-        http_route(canary, service_match, [destination(canary, primary, second_primary_weight)]),
+        http_route(canary, service_match, [destination(canary, primary_service_name(canary), second_primary_weight)]),
     ]
 
 
@@ -156,11 +154,7 @@ def virtual_service_spec(target: ReleaseTarget) -> Object:
     elif analysis is not None and analysis.match:
         spec["http"] = _ab_routes(canary, 100, 0, 100)
     else:
-        routes = [
-            destination(canary, primary_service_name(canary), 100),
-            destination(canary, canary_service_name(canary), 0),
-        ]
-        spec["http"] = [http_route(canary, canary.spec.service.match, routes)]
+        spec["http"] = [http_route(canary, canary.spec.service.match, destinations(canary, 100, 0))]
     return spec
 
 
@@ -172,39 +166,33 @@ def _set_cookie_headers(value: str) -> Object:
     return {"response": {"add": {sticky.SET_COOKIE_HEADER: value}}}
 
 
+def _cookie_route(canary: Canary, weighted: Object, cookie: str) -> Object:
+    """A copy of the weighted route for the requests carrying `cookie`."""
+    route = copy.deepcopy(weighted)
+    route["match"] = merge_matches([_cookie_match(cookie)], canary.spec.service.match)
+    return route
+
+
 def _sticky_routes(canary: Canary, canary_weight: int, route: SessionAffinityRoute, weighted: Object) -> list[Object]:
     """Flagger's session-affinity routes: [sticky canary, (sticky primary), weighted]."""
-    affinity = sticky.affinity_spec(canary)
-    assert affinity is not None
-    primary, canary_host = primary_service_name(canary), canary_service_name(canary)
-    service_match = canary.spec.service.match
-    sticky_canary = copy.deepcopy(weighted)
-    if canary_weight != 0:
-        cookie = sticky.canary_cookie(route)
-        if not cookie:
-            raise ValueError("session affinity needs the canary cookie value while the canary gets traffic")
-        primary_cookie = sticky.primary_cookie(route)
-        for item in weighted["route"]:
-            if item["destination"]["host"] == canary_host:
-                item["headers"] = _set_cookie_headers(sticky.canary_set_cookie(affinity, cookie))
-            if primary_cookie and item["destination"]["host"] == primary:
-                item["headers"] = _set_cookie_headers(sticky.primary_set_cookie(canary, affinity, primary_cookie))
-        sticky_canary["match"] = merge_matches([_cookie_match(cookie)], service_match)
-        sticky_canary["route"] = [destination(canary, primary, 0), destination(canary, canary_host, 100)]
-        if not primary_cookie:
-            return [sticky_canary, weighted]
-        sticky_primary = copy.deepcopy(sticky_canary)
-        sticky_primary["match"] = merge_matches([_cookie_match(primary_cookie)], service_match)
-        sticky_primary["route"] = [destination(canary, primary, 100), destination(canary, canary_host, 0)]
-        return [sticky_canary, sticky_primary, weighted]
-    previous = sticky.previous_cookie(route)
-    if previous:
+    plan = sticky.sticky_routes(canary, route, canary_weight, with_primary_cookie=True)
+    if not plan.pinned:
+        if not plan.expired:
+            return [copy.deepcopy(weighted), weighted]
         # Clients still holding the last run's canary cookie get it expired.
-        sticky_canary["match"] = merge_matches([_cookie_match(previous)], service_match)
-        headers = sticky_canary.setdefault("headers", {})
-        response = headers.setdefault("response", {})
-        response.setdefault("add", {})[sticky.SET_COOKIE_HEADER] = sticky.expire_cookie(previous)
-    return [sticky_canary, weighted]
+        expiring = _cookie_route(canary, weighted, plan.expired)
+        response = expiring.setdefault("headers", {}).setdefault("response", {})
+        response.setdefault("add", {})[sticky.SET_COOKIE_HEADER] = sticky.expire_cookie(plan.expired)
+        return [expiring, weighted]
+    routes = [
+        {**_cookie_route(canary, weighted, cookie), "route": destinations(canary, to_primary, to_canary)}
+        for cookie, to_primary, to_canary in plan.pinned
+    ]
+    for item in weighted["route"]:
+        host = item["destination"]["host"]
+        if host in plan.set_cookies:
+            item["headers"] = _set_cookie_headers(plan.set_cookies[host])
+    return [*routes, weighted]
 
 
 def routed_http(
@@ -214,14 +202,7 @@ def routed_http(
     analysis = canary.spec.analysis
     if analysis is not None and analysis.match:
         return _ab_routes(canary, primary_weight, canary_weight, primary_weight)
-    weighted = http_route(
-        canary,
-        canary.spec.service.match,
-        [
-            destination(canary, primary_service_name(canary), primary_weight),
-            destination(canary, canary_service_name(canary), canary_weight),
-        ],
-    )
+    weighted = http_route(canary, canary.spec.service.match, destinations(canary, primary_weight, canary_weight))
     routes = [weighted]
     if affinity is not None and sticky.affinity_spec(canary) is not None:
         routes = _sticky_routes(canary, canary_weight, affinity, weighted)
@@ -261,6 +242,20 @@ def comparable_spec(canary: Canary, spec: Object) -> Object:
     return pruned
 
 
+def _destination_weights(
+    items: list[Object], primary: str, canary_host: str, weights: tuple[int, int]
+) -> tuple[int, int]:
+    """`weights` (primary, canary) overwritten by each item whose destination is the primary or the canary."""
+    primary_weight, canary_weight = weights
+    for item in items:
+        host = (item.get("destination") or {}).get("host")
+        if host == primary:
+            primary_weight = int(item.get("weight") or 0)
+        if host == canary_host:
+            canary_weight = int(item.get("weight") or 0)
+    return primary_weight, canary_weight
+
+
 def routes_of(canary: Canary, virtual_service: Object) -> tuple[int, int, bool]:
     """Flagger's GetRoutes: weights of the last route with a canary destination (with session affinity, of the
     one whose destinations set cookies) and whether it mirrors."""
@@ -271,24 +266,14 @@ def routes_of(canary: Canary, virtual_service: Object) -> tuple[int, int, bool]:
     for route in routes:
         if any((item.get("destination") or {}).get("host") == canary_host for item in route.get("route") or []):
             chosen = route
-    primary_weight, canary_weight = 0, 0
-    for item in chosen.get("route") or []:
-        host = (item.get("destination") or {}).get("host")
-        if host == primary:
-            primary_weight = int(item.get("weight") or 0)
-        if host == canary_host:
-            canary_weight = int(item.get("weight") or 0)
+    primary_weight, canary_weight = _destination_weights(chosen.get("route") or [], primary, canary_host, (0, 0))
     mirrored = not is_tcp(canary) and bool((chosen.get("mirror") or {}).get("host"))
     if sticky.affinity_spec(canary) is not None and not is_tcp(canary):
         for route in routes:
-            for item in route.get("route") or []:
-                if item.get("headers") is None:
-                    continue
-                host = (item.get("destination") or {}).get("host")
-                if host == primary:
-                    primary_weight = int(item.get("weight") or 0)
-                if host == canary_host:
-                    canary_weight = int(item.get("weight") or 0)
+            cookie_setting = [item for item in route.get("route") or [] if item.get("headers") is not None]
+            primary_weight, canary_weight = _destination_weights(
+                cookie_setting, primary, canary_host, (primary_weight, canary_weight)
+            )
     return primary_weight, canary_weight, mirrored
 
 
@@ -297,16 +282,10 @@ def destination_rule_object(canary: Canary, host: str) -> Object:
     return ko.new_object(DESTINATION_RULE, canary.metadata.namespace, host, destination_rule_spec(canary, host))
 
 
-def _apex_metadata(canary: Canary) -> tuple[dict[str, str], dict[str, str]]:
-    apex = canary.spec.service.apex
-    labels = dict(apex.labels) if apex is not None else {}
-    return labels, ko.managed_annotations(dict(apex.annotations) if apex is not None else {})
-
-
 def virtual_service_object(target: ReleaseTarget) -> Object:
     """The VirtualService `reconcile` creates (without the ownerReference to the Canary)."""
     canary = target.canary
-    labels, annotations = _apex_metadata(canary)
+    labels, annotations = ko.apex_metadata(canary)
     return ko.new_object(
         VIRTUAL_SERVICE,
         canary.metadata.namespace,
@@ -317,25 +296,10 @@ def virtual_service_object(target: ReleaseTarget) -> Object:
     )
 
 
-class IstioRouter:
+class IstioRouter(ko.BlockingRouter):
     """Routes a canary with Istio DestinationRules and a VirtualService."""
 
-    def __init__(self, api_client: k8s.ApiClient) -> None:
-        self._api = api_client
-
-    async def reconcile(self, target: ReleaseTarget) -> None:
-        await run_blocking(self._reconcile, target)
-
-    async def set_routes(self, request: SetRoutes) -> None:
-        await run_blocking(self._set_routes, request)
-
-    async def get_routes(self, target: ReleaseTarget) -> Routes:
-        return await run_blocking(self._get_routes, target)
-
-    async def finalize(self, target: ReleaseTarget) -> None:
-        await run_blocking(self._finalize, target)
-
-    # ------------------------------------------------------------------------------------------------------
+    kind = "VirtualService"
 
     def _reconcile(self, target: ReleaseTarget) -> None:
         canary = target.canary
@@ -352,50 +316,37 @@ class IstioRouter:
         self._reconcile_virtual_service(target, owner_references)
 
     def _reconcile_destination_rule(self, canary: Canary, host: str, owners: Any) -> None:
-        desired = destination_rule_spec(canary, host)
+        update = ko.replace_changed_spec(destination_rule_spec(canary, host))
         namespace = canary.metadata.namespace
 
         def create() -> Object:
             return ko.with_owners(destination_rule_object(canary, host), owners())
-
-        def update(existing: Object) -> Object | None:
-            if ko.without_empty(existing.get("spec") or {}) == ko.without_empty(desired):
-                return None
-            existing["spec"] = desired
-            return existing
 
         ko.upsert(self._api, DESTINATION_RULE, namespace, host, create=create, update=update)
 
     def _reconcile_virtual_service(self, target: ReleaseTarget, owners: Any) -> None:
         canary = target.canary
         desired = virtual_service_spec(target)
-        labels, annotations = _apex_metadata(canary)
+        labels, annotations = ko.apex_metadata(canary)
         name, namespace = apex_service_name(canary), canary.metadata.namespace
 
         def create() -> Object:
             return ko.with_owners(virtual_service_object(target), owners())
 
         def update(existing: Object) -> Object | None:
-            metadata = existing.setdefault("metadata", {})
-            current_annotations: dict[str, str] = metadata.get("annotations") or {}
+            current_annotations: dict[str, str] = (existing.get("metadata") or {}).get("annotations") or {}
             wanted_annotations = dict(annotations)
             for kept in (ko.KUBECTL_LAST_APPLIED_ANNOTATION, ko.ORIGINAL_CONFIGURATION_ANNOTATION):
                 if kept in current_annotations:
                     wanted_annotations[kept] = current_annotations[kept]
             current_spec: Object = existing.get("spec") or {}
-            spec_differs = comparable_spec(canary, current_spec) != comparable_spec(canary, desired)
-            labels_differ = ko.without_empty(labels) != ko.without_empty(metadata.get("labels") or {})
-            if not spec_differs and not labels_differ and wanted_annotations == current_annotations:
-                return None
-            if spec_differs and ko.KUBECTL_LAST_APPLIED_ANNOTATION not in wanted_annotations:
+            same_spec = comparable_spec(canary, current_spec) == comparable_spec(canary, desired)
+            if not same_spec and ko.KUBECTL_LAST_APPLIED_ANNOTATION not in wanted_annotations:
                 # What the VirtualService was before this change, so `finalize` can give it back.
                 wanted_annotations[ko.ORIGINAL_CONFIGURATION_ANNOTATION] = json.dumps(
                     current_spec, separators=(",", ":")
                 )
-            existing["spec"] = desired
-            metadata["labels"] = labels
-            metadata["annotations"] = wanted_annotations
-            return existing
+            return ko.with_spec_and_metadata(existing, desired, labels, wanted_annotations, same_spec=same_spec)
 
         ko.upsert(self._api, VIRTUAL_SERVICE, namespace, name, create=create, update=update)
 
@@ -420,21 +371,14 @@ class IstioRouter:
             existing.setdefault("spec", {})[wanted[0]] = wanted[1]
             return existing
 
-        name = apex_service_name(canary)
-        if ko.modify(self._api, VIRTUAL_SERVICE, canary.metadata.namespace, name, change) is None:
-            raise _missing(target, name)
+        self._modify_existing(target, VIRTUAL_SERVICE, apex_service_name(canary), change)
 
     def _get_routes(self, target: ReleaseTarget) -> Routes:
         canary = target.canary
         name = apex_service_name(canary)
-        found = ko.read(self._api, VIRTUAL_SERVICE, canary.metadata.namespace, name)
-        if found is None:
-            raise _missing(target, name)
+        found = self._read_existing(target, VIRTUAL_SERVICE, name)
         primary_weight, canary_weight, mirrored = routes_of(canary, found)
-        if primary_weight == 0 and canary_weight == 0:
-            raise ko.routes_not_ready(
-                target, f"VirtualService {name} does not contain routes for {name}-primary and {name}-canary"
-            )
+        self._require_weights(target, name, primary_weight, canary_weight)
         return Routes(
             primary_weight=ko.percent(primary_weight), canary_weight=ko.percent(canary_weight), mirrored=mirrored
         )
@@ -457,13 +401,4 @@ class IstioRouter:
             existing["spec"] = stored
             return existing
 
-        if ko.modify(self._api, VIRTUAL_SERVICE, canary.metadata.namespace, name, restore) is None:
-            raise _missing(target, name)
-
-
-def _missing(target: ReleaseTarget, name: str) -> ApplicationError:
-    return ApplicationError(
-        f"{target.key}: VirtualService {name}.{target.canary.metadata.namespace} not found (run reconcile first)",
-        type=ERR_NOT_FOUND,
-        non_retryable=True,
-    )
+        self._modify_existing(target, VIRTUAL_SERVICE, name, restore)

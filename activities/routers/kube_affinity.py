@@ -2,12 +2,16 @@
 
 The workflow owns the cookie values (`SessionAffinityRoute`: random letters, kept in its state); Flagger keeps the
 same values as `<cookieName>=<value>` strings in the Canary status. These helpers turn one into the other and
-build the `Set-Cookie` values and `Cookie` header regexes both routers write.
+build the `Set-Cookie` values and `Cookie` header regexes both routers write; `sticky_routes` decides, in neither
+router's vocabulary, which cookie routes and `Set-Cookie` values a traffic step needs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from activities.contracts import SessionAffinityRoute
+from activities.kube.names import canary_service_name, primary_service_name
 from canaryflow.durations import parse_duration
 from canaryflow.spec import Canary, SessionAffinity
 
@@ -23,6 +27,14 @@ def affinity_spec(canary: Canary) -> SessionAffinity | None:
 
 def canary_cookie(route: SessionAffinityRoute) -> str:
     return f"{route.cookie_name}={route.cookie_value}" if route.cookie_value else ""
+
+
+def required_canary_cookie(route: SessionAffinityRoute) -> str:
+    """The canary cookie, which routes must set while the canary gets traffic; ValueError when there is none."""
+    cookie = canary_cookie(route)
+    if not cookie:
+        raise ValueError("session affinity needs the canary cookie value while the canary gets traffic")
+    return cookie
 
 
 def primary_cookie(route: SessionAffinityRoute) -> str:
@@ -66,6 +78,38 @@ def primary_set_cookie(canary: Canary, affinity: SessionAffinity, cookie: str) -
 
 def expire_cookie(cookie: str) -> str:
     return f"{cookie}; Max-Age=-1"
+
+
+@dataclass(frozen=True)
+class StickyRoutes:
+    """The routes Flagger's session affinity puts before the weighted route, and what the weighted one sets."""
+
+    # (cookie, primary weight, canary weight): a route per cookie, in order, for the requests carrying it.
+    pinned: tuple[tuple[str, int, int], ...]
+    # The `Set-Cookie` value a weighted destination returns, by its Service name.
+    set_cookies: dict[str, str]
+    # The last run's canary cookie, expired while the canary gets no traffic ("": none).
+    expired: str
+
+
+def sticky_routes(
+    canary: Canary, route: SessionAffinityRoute, canary_weight: int, *, with_primary_cookie: bool
+) -> StickyRoutes:
+    """Session affinity for a step sending `canary_weight` to the canary: while the canary gets traffic, clients
+    with the canary cookie stay on the canary (and, `with_primary_cookie`, those with the primary cookie on the
+    primary) and the weighted destinations hand out those cookies. ValueError without a canary cookie then."""
+    affinity = affinity_spec(canary)
+    assert affinity is not None
+    if canary_weight == 0:
+        return StickyRoutes(pinned=(), set_cookies={}, expired=previous_cookie(route))
+    cookie = required_canary_cookie(route)
+    pinned = [(cookie, 0, 100)]
+    set_cookies = {canary_service_name(canary): canary_set_cookie(affinity, cookie)}
+    primary = primary_cookie(route) if with_primary_cookie else ""
+    if primary:
+        pinned.append((primary, 100, 0))
+        set_cookies[primary_service_name(canary)] = primary_set_cookie(canary, affinity, primary)
+    return StickyRoutes(pinned=tuple(pinned), set_cookies=set_cookies, expired="")
 
 
 def cookie_regex(cookie: str) -> str:

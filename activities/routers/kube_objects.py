@@ -4,22 +4,24 @@ Every object (custom resources and the built-in Ingress alike) goes through `Cus
 `/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}` calls return and accept dicts, so a router builds exactly
 the JSON Flagger would write. Functions here are synchronous: routers run them inside `run_blocking`, one thread
 hop per activity, and each write is wrapped in `retry_on_conflict` (re-read, re-derive, re-write on 409).
+`BlockingRouter` is that hop, shared by the routers built on these functions.
 """
 
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import ERR_INVALID_SPEC, ReleaseTarget
+from activities.contracts import ERR_INVALID_SPEC, ERR_NOT_FOUND, ReleaseTarget, Routes, SetRoutes
 from activities.kube import owner
-from activities.kube.client import is_not_found, retry_on_conflict
+from activities.kube.client import is_not_found, retry_on_conflict, run_blocking
 from canaryflow.spec import Canary
 
 Object = dict[str, Any]
@@ -69,6 +71,15 @@ def managed_annotations(annotations: dict[str, str]) -> dict[str, str]:
         KUSTOMIZE_RECONCILE_ANNOTATION: "disabled",
         HELM_DRIFT_DETECTION_ANNOTATION: "disabled",
     }
+
+
+def apex_metadata(canary: Canary) -> tuple[dict[str, str], dict[str, str]]:
+    """The labels and annotations (plus Flux's opt-outs) of `spec.service.apex`, for a routing object named after
+    the apex Service."""
+    apex = canary.spec.service.apex
+    labels = dict(apex.labels) if apex is not None else {}
+    annotations = dict(apex.annotations) if apex is not None else {}
+    return labels, managed_annotations(annotations)
 
 
 def without_empty(value: Any) -> Any:
@@ -122,6 +133,35 @@ def new_object(resource: ResourceType, namespace: str, name: str, spec: Object, 
     meta: Object = {"name": name, "namespace": namespace}
     meta.update({key: value for key, value in metadata.items() if value})
     return {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": meta, "spec": spec}
+
+
+def replace_changed_spec(
+    desired: Object, comparable: Callable[[Object], Any] = without_empty
+) -> Callable[[Object], Object | None]:
+    """An `upsert` update that writes `desired` as the spec unless `comparable` finds the current spec the same."""
+
+    def update(existing: Object) -> Object | None:
+        if comparable(existing.get("spec") or {}) == comparable(desired):
+            return None
+        existing["spec"] = desired
+        return existing
+
+    return update
+
+
+def with_spec_and_metadata(
+    existing: Object, spec: Object, labels: dict[str, str], annotations: dict[str, str], *, same_spec: bool
+) -> Object | None:
+    """An `upsert` update's result: `existing` with this spec, labels and annotations, or None (no write) when the
+    spec is `same_spec`, the labels are equal but for empty values and the annotations are equal."""
+    metadata = existing.setdefault("metadata", {})
+    same_labels = without_empty(labels) == without_empty(metadata.get("labels") or {})
+    if same_spec and same_labels and annotations == (metadata.get("annotations") or {}):
+        return None
+    existing["spec"] = spec
+    metadata["labels"] = labels
+    metadata["annotations"] = annotations
+    return existing
 
 
 def with_owners(body: Object, owners: list[Object]) -> Object:
@@ -188,3 +228,68 @@ def canary_owner_references(api_client: k8s.ApiClient, canary: Canary) -> list[O
     is the workload provider's, so workloads and routing objects get the same owner."""
     reference = owner.controller_reference(owner.find_canary_object(api_client, canary))
     return [reference] if reference is not None else []
+
+
+class BlockingRouter(ABC):
+    """A router whose work is synchronous Kubernetes calls on one routing object kind: each activity is one
+    `run_blocking` thread hop into `_reconcile`, `_set_routes`, `_get_routes` or `_finalize`."""
+
+    kind: ClassVar[str]  # how errors name the routing object, e.g. "HTTPRoute"
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self._api = api_client
+
+    async def reconcile(self, target: ReleaseTarget) -> None:
+        await run_blocking(self._reconcile, target)
+
+    async def set_routes(self, request: SetRoutes) -> None:
+        await run_blocking(self._set_routes, request)
+
+    async def get_routes(self, target: ReleaseTarget) -> Routes:
+        return await run_blocking(self._get_routes, target)
+
+    async def finalize(self, target: ReleaseTarget) -> None:
+        await run_blocking(self._finalize, target)
+
+    @abstractmethod
+    def _reconcile(self, target: ReleaseTarget) -> None: ...
+
+    @abstractmethod
+    def _set_routes(self, request: SetRoutes) -> None: ...
+
+    @abstractmethod
+    def _get_routes(self, target: ReleaseTarget) -> Routes: ...
+
+    def _finalize(self, target: ReleaseTarget) -> None:
+        """Flagger leaves the routing object as it is; the Canary's ownerReference garbage-collects it."""
+        return None
+
+    def _owned(self, canary: Canary, body: Object) -> Object:
+        """`body` with a controller reference to the Canary object, when there is one."""
+        return with_owners(body, canary_owner_references(self._api, canary))
+
+    def _read_existing(self, target: ReleaseTarget, resource: ResourceType, name: str) -> Object:
+        found = read(self._api, resource, target.canary.metadata.namespace, name)
+        if found is None:
+            raise self._missing(target, name)
+        return found
+
+    def _modify_existing(
+        self, target: ReleaseTarget, resource: ResourceType, name: str, change: Callable[[Object], Object | None]
+    ) -> None:
+        if modify(self._api, resource, target.canary.metadata.namespace, name, change) is None:
+            raise self._missing(target, name)
+
+    def _require_weights(self, target: ReleaseTarget, name: str, primary_weight: int, canary_weight: int) -> None:
+        """Flagger's check that the object routes to the primary or the canary at all."""
+        if primary_weight == 0 and canary_weight == 0:
+            raise routes_not_ready(
+                target, f"{self.kind} {name} does not contain routes for {name}-primary and {name}-canary"
+            )
+
+    def _missing(self, target: ReleaseTarget, name: str) -> ApplicationError:
+        return ApplicationError(
+            f"{target.key}: {self.kind} {name}.{target.canary.metadata.namespace} not found (run reconcile first)",
+            type=ERR_NOT_FOUND,
+            non_retryable=True,
+        )

@@ -21,7 +21,6 @@ from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ERR_NOT_FOUND, ReleaseTarget, Routes, SetRoutes
-from activities.kube.client import run_blocking
 from activities.kube.names import apex_service_name, canary_service_name
 from activities.routers import kube_objects as ko
 from canaryflow.spec import Canary
@@ -127,24 +126,14 @@ def canary_ingress_object(canary: Canary, ingress: Object, spec: Object, annotat
     )
 
 
-class NginxRouter:
+class NginxRouter(ko.BlockingRouter):
     """Routes a canary with an NGINX canary Ingress."""
 
+    kind = "ingress"
+
     def __init__(self, api_client: k8s.ApiClient, annotations_prefix: str = DEFAULT_ANNOTATIONS_PREFIX) -> None:
-        self._api = api_client
+        super().__init__(api_client)
         self._annotations = Annotations(annotations_prefix)
-
-    async def reconcile(self, target: ReleaseTarget) -> None:
-        await run_blocking(self._reconcile, target)
-
-    async def set_routes(self, request: SetRoutes) -> None:
-        await run_blocking(self._set_routes, request)
-
-    async def get_routes(self, target: ReleaseTarget) -> Routes:
-        return await run_blocking(self._get_routes, target)
-
-    async def finalize(self, target: ReleaseTarget) -> None:
-        """Flagger leaves the canary Ingress as it is; the Canary's ownerReference garbage-collects it."""
 
     def _reconcile(self, target: ReleaseTarget) -> None:
         canary = target.canary
@@ -162,15 +151,9 @@ class NginxRouter:
             raise ko.invalid_spec(target, f"backend {apex_service_name(canary)} not found in ingress {reference.name}")
 
         def create() -> Object:
-            body = canary_ingress_object(canary, ingress, desired, self._annotations)
-            return ko.with_owners(body, ko.canary_owner_references(self._api, canary))
+            return self._owned(canary, canary_ingress_object(canary, ingress, desired, self._annotations))
 
-        def update(existing: Object) -> Object | None:
-            if ko.without_empty(existing.get("spec") or {}) == ko.without_empty(desired):
-                return None
-            existing["spec"] = desired
-            return existing
-
+        update = ko.replace_changed_spec(desired)
         ko.upsert(self._api, ko.INGRESS, namespace, canary_ingress_name(canary), create=create, update=update)
 
     def _set_routes(self, request: SetRoutes) -> None:
@@ -182,25 +165,13 @@ class NginxRouter:
             metadata["annotations"] = self._annotations.routed(canary, annotations, request.routes.canary_weight)
             return existing
 
-        name = canary_ingress_name(canary)
-        if ko.modify(self._api, ko.INGRESS, canary.metadata.namespace, name, change) is None:
-            raise _missing(request.target, name)
+        self._modify_existing(request.target, ko.INGRESS, canary_ingress_name(canary), change)
 
     def _get_routes(self, target: ReleaseTarget) -> Routes:
         canary = target.canary
         name = canary_ingress_name(canary)
-        found = ko.read(self._api, ko.INGRESS, canary.metadata.namespace, name)
-        if found is None:
-            raise _missing(target, name)
+        found = self._read_existing(target, ko.INGRESS, name)
         try:
             return self._annotations.routes(canary, (found.get("metadata") or {}).get("annotations") or {})
         except ValueError as error:
             raise ko.invalid_spec(target, f"ingress {name}: canary-weight is not an integer ({error})") from None
-
-
-def _missing(target: ReleaseTarget, name: str) -> ApplicationError:
-    return ApplicationError(
-        f"{target.key}: ingress {name}.{target.canary.metadata.namespace} not found (run reconcile first)",
-        type=ERR_NOT_FOUND,
-        non_retryable=True,
-    )

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from kubernetes import client as k8s
-from temporalio.exceptions import ApplicationError
-
-from activities.contracts import ERR_NOT_FOUND, ReleaseTarget, Routes, SetRoutes
-from activities.kube.client import run_blocking
+from activities.contracts import ReleaseTarget, Routes, SetRoutes
 from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
 from activities.routers import kube_objects as ko
 from canaryflow.spec import Canary
@@ -124,23 +120,10 @@ def routes_of(canary: Canary, split: Object) -> tuple[int, int]:
     return ko.percent(primary_weight), ko.percent(canary_weight)
 
 
-class SmiRouter:
+class SmiRouter(ko.BlockingRouter):
     """Routes a canary with an SMI TrafficSplit (Linkerd, OSM, or any SMI mesh)."""
 
-    def __init__(self, api_client: k8s.ApiClient) -> None:
-        self._api = api_client
-
-    async def reconcile(self, target: ReleaseTarget) -> None:
-        await run_blocking(self._reconcile, target)
-
-    async def set_routes(self, request: SetRoutes) -> None:
-        await run_blocking(self._set_routes, request)
-
-    async def get_routes(self, target: ReleaseTarget) -> Routes:
-        return await run_blocking(self._get_routes, target)
-
-    async def finalize(self, target: ReleaseTarget) -> None:
-        """Flagger leaves the TrafficSplit as it is; the Canary's ownerReference garbage-collects it."""
+    kind = "TrafficSplit"
 
     def _flavour(self, target: ReleaseTarget) -> SmiFlavour:
         try:
@@ -155,14 +138,9 @@ class SmiRouter:
         name, namespace = apex_service_name(canary), canary.metadata.namespace
 
         def create() -> Object:
-            return ko.with_owners(traffic_split_object(canary, flavour), ko.canary_owner_references(self._api, canary))
+            return self._owned(canary, traffic_split_object(canary, flavour))
 
-        def update(existing: Object) -> Object | None:
-            if _without_weights(existing.get("spec") or {}) == _without_weights(desired):
-                return None
-            existing["spec"] = desired
-            return existing
-
+        update = ko.replace_changed_spec(desired, _without_weights)
         ko.upsert(self._api, flavour.resource, namespace, name, create=create, update=update)
 
     def _set_routes(self, request: SetRoutes) -> None:
@@ -175,28 +153,12 @@ class SmiRouter:
             existing.setdefault("spec", {})["backends"] = backends
             return existing
 
-        name = apex_service_name(canary)
-        if ko.modify(self._api, flavour.resource, canary.metadata.namespace, name, change) is None:
-            raise _missing(target, name)
+        self._modify_existing(target, flavour.resource, apex_service_name(canary), change)
 
     def _get_routes(self, target: ReleaseTarget) -> Routes:
         canary = target.canary
-        flavour = self._flavour(target)
         name = apex_service_name(canary)
-        found = ko.read(self._api, flavour.resource, canary.metadata.namespace, name)
-        if found is None:
-            raise _missing(target, name)
+        found = self._read_existing(target, self._flavour(target).resource, name)
         primary_weight, canary_weight = routes_of(canary, found)
-        if primary_weight == 0 and canary_weight == 0:
-            raise ko.routes_not_ready(
-                target, f"TrafficSplit {name} does not contain routes for {name}-primary and {name}-canary"
-            )
+        self._require_weights(target, name, primary_weight, canary_weight)
         return Routes(primary_weight=primary_weight, canary_weight=canary_weight, mirrored=False)
-
-
-def _missing(target: ReleaseTarget, name: str) -> ApplicationError:
-    return ApplicationError(
-        f"{target.key}: TrafficSplit {name}.{target.canary.metadata.namespace} not found (run reconcile first)",
-        type=ERR_NOT_FOUND,
-        non_retryable=True,
-    )

@@ -264,3 +264,27 @@ def test_canary_from_yaml_requires_exactly_one_canary() -> None:
         canary_from_yaml(f"{canary_text()}---\n{canary_text()}")
     with pytest.raises(SpecError, match="stepWeight"):
         canary_from_yaml(canary_text(step_weight=-1))
+
+
+def test_objects_of_other_api_groups_next_to_ours_are_skipped_not_rejected() -> None:
+    text = """
+apiVersion: v1
+kind: Secret
+metadata: {name: slack-url, namespace: test}
+stringData: {address: https://hooks.slack.com/services/x}
+---
+apiVersion: flagger.app/v1beta1
+kind: AlertProvider
+metadata: {name: on-call, namespace: test}
+spec: {type: slack, secretRef: {name: slack-url}}
+"""
+    result = load_text(text, "alerts.yaml")
+    assert result.ok
+    assert [r.kind for r in result.resources] == ["AlertProvider"]
+    assert result.skipped == ["alerts.yaml#1 Secret/slack-url"]
+
+
+def test_a_misspelled_kind_in_our_group_is_still_an_error() -> None:
+    result = load_text("apiVersion: flagger.app/v1beta1\nkind: Canari\nmetadata: {name: x}\n", "c.yaml")
+    assert not result.ok and not result.skipped
+    assert "unsupported kind `Canari`" in str(result.errors[0])
