@@ -30,6 +30,7 @@ from temporalio import activity
 
 from activities import contracts as c
 from activities.notifiers.activity import send_alert
+from activities.status.activity import report_status
 from activities.webhooks import call_webhook
 
 RECORD_FILE = "calls.jsonl"
@@ -100,6 +101,7 @@ class RecordingPlatform:
             self.query,
             call_webhook,
             send_alert,
+            report_status,  # no sink registered in this worker: reports are accepted and dropped
         ]
 
     @activity.defn(name=c.ACT_WORKLOAD_INITIALIZE)
