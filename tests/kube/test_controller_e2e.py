@@ -127,6 +127,18 @@ def settings() -> Settings:
     return Settings(task_queue=f"test-{uuid.uuid4()}", min_interval_seconds=0)
 
 
+async def completed_runs(env: WorkflowEnvironment, workflow_id: str, *, expected: int) -> list[Any]:
+    """Every run of `workflow_id` once visibility shows `expected` of them COMPLETED (it may lag the result)."""
+    deadline = time.monotonic() + 15
+    while True:
+        runs = [e async for e in env.client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+        done = [run for run in runs if run.status == WorkflowExecutionStatus.COMPLETED]
+        if len(done) >= expected or time.monotonic() > deadline:
+            assert len(done) == len(runs), [run.status for run in runs]
+            return runs
+        await asyncio.sleep(0.2)
+
+
 async def test_new_canary_is_initialized_then_a_new_image_is_promoted(
     fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
 ) -> None:
@@ -151,9 +163,11 @@ async def test_new_canary_is_initialized_then_a_new_image_is_promoted(
         succeeded = await wait_for_status(
             fake_kube, namespace, lambda s: s.get("phase") == "Succeeded" and s.get("lastAppliedSpec") != first
         )
-        runs = [e async for e in dev_env.client.list_workflows(f"WorkflowId = 'canary/{namespace}/podinfo'")]
+        # The final status report is written just before the run completes: wait for the run itself.
+        latest = dev_env.client.get_workflow_handle_for(CanaryRelease.run, f"canary/{namespace}/podinfo")
+        assert (await latest.result()).phase == "Succeeded"
+        runs = await completed_runs(dev_env, f"canary/{namespace}/podinfo", expected=2)
         assert len(runs) == 2  # one release per revision: the initialization and the new image
-        assert all(run.status == WorkflowExecutionStatus.COMPLETED for run in runs)
         logged: list[str] = []
         for run in runs:
             run_handle = dev_env.client.get_workflow_handle_for(CanaryRelease.run, run.id, run_id=run.run_id)
