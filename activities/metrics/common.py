@@ -6,10 +6,11 @@ template and says what to fix; `scrub` removes any secret value that a server ma
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -173,6 +174,44 @@ async def http_get(
         raise timed_out(service, timeout_seconds) from None
     except httpx.TransportError as error:
         raise unreachable(service, error) from None
+    except httpx.DecodingError:
+        raise undecodable(service) from None
+
+
+@asynccontextmanager
+async def http_post_stream(
+    url: str,
+    *,
+    service: str,
+    timeout_seconds: float,
+    verify_tls: bool,
+    params: Mapping[str, str],
+    content: str,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[httpx.Response]:
+    """One POST to `service` whose answer (any status) is read while it streams in, inside the `async with` block.
+
+    `timeout_seconds` bounds the whole exchange, reading included, not only each network step: a stream that
+    keeps the connection alive without finishing times out too. Errors are those of `http_get`.
+    """
+    try:
+        async with (
+            asyncio.timeout(timeout_seconds),
+            httpx.AsyncClient(verify=verify_tls, timeout=timeout_seconds) as client,
+            client.stream("POST", url, params=params, content=content, headers=headers) as response,
+        ):
+            yield response
+    except (TimeoutError, httpx.TimeoutException):
+        raise timed_out(service, timeout_seconds) from None
+    except httpx.TransportError as error:
+        raise unreachable(service, error) from None
+    except httpx.DecodingError:
+        raise undecodable(service) from None
+
+
+def undecodable(service: str) -> ApplicationError:
+    """A body that does not match its Content-Encoding: a proxy or another server in between, not the service."""
+    return query_failed(f"{service} answered with a body that cannot be decoded; check provider.address")
 
 
 @contextmanager

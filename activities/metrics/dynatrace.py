@@ -20,16 +20,15 @@ from activities.contracts import MetricQuery
 from activities.metrics.common import (
     QUERY_TIMEOUT_SECONDS,
     describe,
-    display_address,
     excerpt,
     http_address,
     http_error,
+    http_get,
     interval_seconds,
     query_failed,
+    service_label,
     template_credentials,
     template_of,
-    transport_reason,
-    unavailable,
 )
 from canaryflow.spec import MetricTemplate
 
@@ -57,19 +56,17 @@ class DynatraceProvider:
 
     async def _get(self, query: MetricQuery, path: str, params: dict[str, str], query_text: str) -> Any:
         template = template_of(query, PROVIDER)
-        where = describe(template)
         address = http_address(template.spec.provider.address, None, template, PROVIDER)
         token = template_credentials(template, PROVIDER, (TOKEN_KEY,), secret_required=True)[TOKEN_KEY]
-        service = f"Dynatrace at {display_address(address)} ({where})"
-        headers = {"Authorization": f"Api-Token {token}", "Accept": "application/json"}
-        verify = not template.spec.provider.insecure_skip_verify
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout_seconds, verify=verify) as client:
-                response = await client.get(address + path, params=params, headers=headers)
-        except httpx.TimeoutException:
-            raise unavailable(f"{service} did not answer within {self.timeout_seconds:g}s") from None
-        except httpx.HTTPError as error:
-            raise unavailable(f"cannot reach {service}: {transport_reason(error)}") from None
+        service = service_label("Dynatrace", address, template)
+        response = await http_get(
+            address + path,
+            service=service,
+            timeout_seconds=self.timeout_seconds,
+            verify_tls=not template.spec.provider.insecure_skip_verify,
+            params=params,
+            headers={"Authorization": f"Api-Token {token}", "Accept": "application/json"},
+        )
         if response.status_code != 200:
             detail = excerpt(_error_detail(response), [token])
             raise http_error(

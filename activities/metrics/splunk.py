@@ -13,7 +13,6 @@ than one time series are an error (aggregate them in the program), none at all i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
@@ -31,12 +30,13 @@ from activities.metrics.common import (
     excerpt,
     http_address,
     http_error,
+    http_get,
+    http_post_stream,
     query_failed,
     query_invalid,
+    service_label,
     template_credentials,
     template_of,
-    transport_reason,
-    unavailable,
 )
 from activities.metrics.dynatrace import window_ms
 from canaryflow.spec import MetricTemplate
@@ -60,47 +60,37 @@ class SplunkProvider:
     async def run_query(self, query: MetricQuery, rendered: str) -> float | None:
         template = template_of(query, PROVIDER)
         where = describe(template)
-        address = _address(template)
+        address = stream_address(_address(template))
         token = template_credentials(template, PROVIDER, (TOKEN_KEY,), secret_required=True)[TOKEN_KEY]
+        service = service_label("Splunk SignalFlow", address, template)
         start_ms, stop_ms = window_ms(query, template)
-        url = stream_address(address) + EXECUTE_PATH
-        params = {"start": str(start_ms), "stop": str(stop_ms), "immediate": "true"}
-        headers = {"X-SF-Token": token, "Content-Type": "text/plain", "Accept": "text/event-stream"}
-        verify = not template.spec.provider.insecure_skip_verify
-        try:
-            async with (
-                asyncio.timeout(self.timeout_seconds),
-                httpx.AsyncClient(timeout=self.timeout_seconds, verify=verify) as client,
-                client.stream("POST", url, params=params, content=rendered, headers=headers) as response,
-            ):
-                points = await _read_computation(response, url, where, rendered, token)
-        except TimeoutError:
-            raise unavailable(
-                f"Splunk SignalFlow at {url} did not finish within {self.timeout_seconds:g}s ({where})"
-            ) from None
-        except httpx.TimeoutException:
-            raise unavailable(f"Splunk SignalFlow at {url} did not answer in time ({where})") from None
-        except httpx.HTTPError as error:
-            raise unavailable(f"cannot reach Splunk SignalFlow at {url} ({where}): {transport_reason(error)}") from None
+        async with http_post_stream(
+            address + EXECUTE_PATH,
+            service=service,
+            timeout_seconds=self.timeout_seconds,
+            verify_tls=not template.spec.provider.insecure_skip_verify,
+            params={"start": str(start_ms), "stop": str(stop_ms), "immediate": "true"},
+            content=rendered,
+            headers={"X-SF-Token": token, "Content-Type": "text/plain", "Accept": "text/event-stream"},
+        ) as response:
+            points = await _read_computation(response, service, where, rendered, token)
         return _single_series_value(points, where, rendered)
 
     async def is_online(self, query: MetricQuery) -> bool:
         template = template_of(query, PROVIDER)
-        where = describe(template)
         address = api_address(_address(template))
         token = template_credentials(template, PROVIDER, (TOKEN_KEY,), secret_required=True)[TOKEN_KEY]
-        verify = not template.spec.provider.insecure_skip_verify
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout_seconds, verify=verify) as client:
-                response = await client.get(
-                    address + VALIDATION_PATH, params={"limit": "1"}, headers={"X-SF-Token": token}
-                )
-        except httpx.TimeoutException:
-            raise unavailable(f"Splunk API at {address} did not answer in time ({where})") from None
-        except httpx.HTTPError as error:
-            raise unavailable(f"cannot reach Splunk API at {address} ({where}): {transport_reason(error)}") from None
+        service = service_label("Splunk API", address, template)
+        response = await http_get(
+            address + VALIDATION_PATH,
+            service=service,
+            timeout_seconds=self.timeout_seconds,
+            verify_tls=not template.spec.provider.insecure_skip_verify,
+            params={"limit": "1"},
+            headers={"X-SF-Token": token},
+        )
         if response.status_code != 200:
-            raise _status_error(f"Splunk API at {address} ({where})", response, "(metric list)", token)
+            raise _status_error(service, response, "(metric list)", token)
         return True
 
 
@@ -140,14 +130,14 @@ def _with_host_prefix(address: str, old: str, new: str) -> str:
 
 
 async def _read_computation(
-    response: httpx.Response, url: str, where: str, program: str, token: str
+    response: httpx.Response, service: str, where: str, program: str, token: str
 ) -> list[tuple[str, float]]:
     if response.status_code != 200:
         await response.aread()
-        raise _status_error(f"Splunk SignalFlow at {url} ({where})", response, program, token)
+        raise _status_error(service, response, program, token)
     if not response.headers.get("content-type", "").startswith("text/event-stream"):
         raise query_failed(
-            f"{url} did not answer with a SignalFlow event stream ({where}); "
+            f"{service} did not answer with a SignalFlow event stream; "
             "check spec.provider.address (https://api.<realm>.signalfx.com)"
         )
     return await _datapoints(_events(response.aiter_lines()), where, program)

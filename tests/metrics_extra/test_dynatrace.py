@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from activities.contracts import ERR_INVALID_SPEC, MetricQuery
 from activities.metrics.dynatrace import DynatraceProvider
@@ -107,6 +108,40 @@ async def test_a_slow_server_is_retryable(dynatrace: tuple[DynatraceStandIn, str
     error = await raised(DynatraceProvider(timeout_seconds=0.2).run_query(_query(url), ERROR_RATE))
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
     assert not error.non_retryable
+    assert error.message == (
+        f"Dynatrace at {url} (MetricTemplate shop/dynatrace-check, secret shop/dynatrace) did not answer within 0.2s; "
+        "the query is retried"
+    )
+
+
+async def test_an_unreachable_server_is_retryable_and_named_with_its_secret(secrets: SecretStore) -> None:
+    async with serving(DynatraceStandIn(TOKEN).app()) as url:
+        pass  # the port is closed again
+    secrets.put("dynatrace", {"dynatrace_token": TOKEN})
+    error = await raised(DynatraceProvider().run_query(_query(url), ERROR_RATE))
+    assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
+    assert not error.non_retryable
+    assert error.message == (
+        f"cannot reach Dynatrace at {url} (MetricTemplate shop/dynatrace-check, secret shop/dynatrace): "
+        "Connection refused"
+    )
+
+
+async def test_a_body_that_does_not_match_its_encoding_is_a_failed_query_not_an_unreachable_server(
+    secrets: SecretStore,
+) -> None:
+    async def garbled(request: web.Request) -> web.Response:
+        return web.Response(body=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/api/v2/metrics/query", garbled)
+    secrets.put("dynatrace", {"dynatrace_token": TOKEN})
+    async with serving(app) as url:
+        error = await raised(DynatraceProvider().run_query(_query(url), ERROR_RATE))
+    assert error.type == ERR_METRIC_QUERY_FAILED
+    assert error.non_retryable
+    assert "cannot be decoded" in error.message
+    assert "provider.address" in error.message
 
 
 async def test_an_answer_that_is_not_the_api_is_a_failed_query(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from activities.contracts import MetricQuery
 from activities.metrics.prometheus import (
@@ -108,6 +110,28 @@ async def test_a_stream_that_stalls_is_retryable(signalflow: tuple[SignalFlowSta
     error = await raised(SplunkProvider(timeout_seconds=0.2).run_query(_query(url), ERRORS))
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
     assert not error.non_retryable
+    assert error.message == (
+        f"Splunk SignalFlow at {url} (MetricTemplate shop/splunk-check, secret shop/splunk) did not answer within "
+        "0.2s; the query is retried"
+    )
+
+
+async def test_a_stream_that_trickles_past_the_timeout_is_retryable(token: SecretStore) -> None:
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for _ in range(20):  # a keep-alive comment every 0.1 s: no single read waits as long as the timeout
+            await response.write(b": keep-alive\n\n")
+            await asyncio.sleep(0.1)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v2/signalflow/execute", trickle)
+    async with serving(app) as url:
+        error = await raised(SplunkProvider(timeout_seconds=0.5).run_query(_query(url), ERRORS))
+    assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
+    assert not error.non_retryable
+    assert "did not answer within 0.5s; the query is retried" in error.message
 
 
 async def test_a_malformed_event_is_a_failed_query(
@@ -124,6 +148,32 @@ async def test_an_unreachable_server_is_retryable(token: SecretStore) -> None:
         pass  # the port is closed again
     error = await raised(SplunkProvider().run_query(_query(url), ERRORS))
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
+    assert not error.non_retryable
+    assert error.message == (
+        f"cannot reach Splunk SignalFlow at {url} (MetricTemplate shop/splunk-check, secret shop/splunk): "
+        "Connection refused"
+    )
+    error = await raised(SplunkProvider().is_online(_query(url)))
+    assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
+    assert error.message.startswith(f"cannot reach Splunk API at {url} (MetricTemplate shop/splunk-check, secret")
+
+
+async def test_a_stream_that_does_not_match_its_encoding_is_a_failed_query(token: SecretStore) -> None:
+    async def garbled(request: web.Request) -> web.Response:
+        return web.Response(
+            body=b"not gzip at all", headers={"Content-Type": "text/event-stream", "Content-Encoding": "gzip"}
+        )
+
+    app = web.Application()
+    app.router.add_post("/v2/signalflow/execute", garbled)
+    async with serving(app) as url:
+        error = await raised(SplunkProvider().run_query(_query(url), ERRORS))
+    assert error.type == ERR_METRIC_QUERY_FAILED
+    assert error.non_retryable
+    assert error.message == (
+        f"Splunk SignalFlow at {url} (MetricTemplate shop/splunk-check, secret shop/splunk) answered with a body "
+        "that cannot be decoded; check provider.address"
+    )
 
 
 async def test_is_online_reads_a_metric_with_the_token(

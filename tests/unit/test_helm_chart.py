@@ -218,6 +218,7 @@ def test_worker_environment_is_read_by_canaryflow_settings(monkeypatch: pytest.M
         "worker.maxConcurrentActivities=20",
         r"includeLabelPrefix=app.kubernetes.io\,team",
         "meshProvider=gatewayapi:v1beta1",
+        "eventWebhook=secret:events/url",
     )
     env = env_of(documents, "worker")
     for name in env:
@@ -234,6 +235,7 @@ def test_worker_environment_is_read_by_canaryflow_settings(monkeypatch: pytest.M
     assert settings.log_format == "json"
     assert settings.include_label_prefix == "app.kubernetes.io,team"
     assert settings.mesh_provider == "gatewayapi:v1beta1"
+    assert settings.event_webhook == "secret:events/url"
     assert settings.max_concurrent_activities == 20
     assert settings.worker_metrics_bind == "0.0.0.0:9466"
     assert settings.kubernetes == "on"

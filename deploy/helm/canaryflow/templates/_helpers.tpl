@@ -83,6 +83,10 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.logLevel | quote }}
 - name: CANARYFLOW_LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
+{{- with .Values.eventWebhook }}
+- name: CANARYFLOW_EVENT_WEBHOOK
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.meshProvider }}
 - name: CANARYFLOW_MESH_PROVIDER
   value: {{ . | quote }}
