@@ -319,6 +319,7 @@ async def test_a_restarted_worker_finds_the_running_processes_through_the_state_
     target = local_target(image="v2")
     await workload.initialize(target)
     await workload.scale_from_zero(target)
+    await wait_ready(workload, target, "primary")
     await wait_ready(workload, target, "canary")
     before = seen.now()
 
