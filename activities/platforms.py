@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def kubernetes_enabled(settings: Settings) -> bool:
-    from activities.kube.client import kube_configured
+    from activities.kube.detect import kube_configured
 
     if settings.kubernetes == "auto":
         return kube_configured(settings)
@@ -41,29 +41,28 @@ def register_platforms(settings: Settings) -> None:
 
 
 def register_metric_providers(settings: Settings) -> None:
-    from activities.metrics.base import register_builtin_observer, register_metric_provider
+    from activities.metrics.base import LazyMetricProvider, register_builtin_observer, register_metric_provider
     from activities.metrics.builtins import builtin_observers
-    from activities.metrics.cloudwatch import CloudWatchProvider
-    from activities.metrics.datadog import DatadogProvider
-    from activities.metrics.dynatrace import DynatraceProvider
-    from activities.metrics.graphite import GraphiteProvider
-    from activities.metrics.influxdb import InfluxDBProvider
-    from activities.metrics.newrelic import NewRelicProvider
     from activities.metrics.prometheus import PrometheusProvider
-    from activities.metrics.splunk import SplunkProvider
-    from activities.metrics.stackdriver import StackdriverProvider
 
     register_metric_provider("prometheus", PrometheusProvider())
-    register_metric_provider("datadog", DatadogProvider())
-    register_metric_provider("cloudwatch", CloudWatchProvider())
-    register_metric_provider("newrelic", NewRelicProvider())
-    register_metric_provider("graphite", GraphiteProvider())
-    register_metric_provider("influxdb", InfluxDBProvider())
-    register_metric_provider("stackdriver", StackdriverProvider())
-    register_metric_provider("dynatrace", DynatraceProvider())
-    register_metric_provider("splunk", SplunkProvider())
+    for type_name, class_name in VENDOR_METRIC_PROVIDERS.items():
+        register_metric_provider(type_name, LazyMetricProvider(f"activities.metrics.{type_name}", class_name))
     for router, observer in builtin_observers(settings.metrics_server).items():
         register_builtin_observer(router, observer)
+
+
+# MetricTemplate `provider.type` -> class in activities/metrics/<type>.py (imported on first use).
+VENDOR_METRIC_PROVIDERS = {
+    "datadog": "DatadogProvider",
+    "cloudwatch": "CloudWatchProvider",
+    "newrelic": "NewRelicProvider",
+    "graphite": "GraphiteProvider",
+    "influxdb": "InfluxDBProvider",
+    "stackdriver": "StackdriverProvider",
+    "dynatrace": "DynatraceProvider",
+    "splunk": "SplunkProvider",
+}
 
 
 def _csv(text: str) -> list[str]:

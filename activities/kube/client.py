@@ -8,7 +8,6 @@ never blocks the worker's event loop. Writes follow Flagger's read-modify-write 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,10 @@ from kubernetes.config.config_exception import ConfigException
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ERR_INVALID_SPEC, ERR_NOT_FOUND
+from activities.kube.detect import default_kubeconfig, kube_configured
 from canaryflow.settings import Settings
+
+__all__ = ["application_error", "kube_configured", "load_api_client", "retry_on_conflict", "run_blocking"]
 
 ERR_KUBE_FORBIDDEN = "KubernetesForbidden"  # non-retryable: RBAC or credentials are wrong
 ERR_KUBE_UNAVAILABLE = "KubernetesUnavailable"  # retryable: API server down, 5xx, 429, timeouts
@@ -36,25 +38,10 @@ class KubeConfigMissing(RuntimeError):
     """No kubeconfig and not running in a cluster."""
 
 
-def _default_kubeconfig() -> Path | None:
-    for candidate in os.environ.get("KUBECONFIG", "").split(os.pathsep):
-        if candidate and Path(candidate).expanduser().is_file():
-            return Path(candidate).expanduser()
-    home = Path.home() / ".kube" / "config"
-    return home if home.is_file() else None
-
-
-def kube_configured(settings: Settings) -> bool:
-    """True when a kubeconfig or an in-cluster service account is there to use."""
-    if settings.kubeconfig is not None or _default_kubeconfig() is not None:
-        return True
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-
-
 def load_api_client(settings: Settings | None = None, *, kubeconfig: Path | None = None) -> k8s.ApiClient:
     """An ApiClient from `kubeconfig`, settings.kubeconfig, $KUBECONFIG, ~/.kube/config or the in-cluster account."""
     context = settings.kube_context if settings is not None else None
-    path = kubeconfig or (settings.kubeconfig if settings is not None else None) or _default_kubeconfig()
+    path = kubeconfig or (settings.kubeconfig if settings is not None else None) or default_kubeconfig()
     if path is not None:
         if not Path(path).is_file():
             raise KubeConfigMissing(f"kubeconfig {path} does not exist (set CANARYFLOW_KUBECONFIG or KUBECONFIG)")
