@@ -154,7 +154,10 @@ async def test_haproxy_reload_keeps_the_weights_and_the_release_succeeds(stack: 
 
     await recording
     await succeeded(handle, timeout=10)
-    assert recorder.haproxy_canary_steps() == [20, 40, 60, 0]
+    # The 20 % step was read right after the reload (above); the recorder's own readings of it may all fall inside
+    # the reload window, when HAProxy's runtime API does not answer.
+    assert recorder.haproxy_canary_steps() in ([20, 40, 60, 0], [40, 60, 0])
+    assert recorder.state_canary_steps() == [20, 40, 60, 0]
     assert not recorder.disagreements(), recorder.disagreements()[:5]
     assert live_weights(stack, canary) == (100, 0)
     assert await versions_answering_async(service_port, 40) == {"v2": 40}
