@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import time
@@ -253,8 +254,10 @@ class WeightRecorder:
     canary: Canary
     handle: ReleaseHandle
     samples: list[WeightSample] = field(default_factory=list)
+    started_at: list[datetime] = field(default_factory=list)
 
     async def run(self, timeout: float, poll_seconds: float = 0.05) -> None:
+        self.started_at[:] = [datetime.now(UTC)]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             before = await release_state(self.handle)
@@ -292,6 +295,11 @@ class WeightRecorder:
     def first_reading(self, weights: tuple[int, int], after: datetime) -> datetime | None:
         """When HAProxy was first seen applying `weights` (primary, canary) after `after`."""
         return next((s.at for s in self.samples if s.at > after and s.haproxy == weights), None)
+
+    def longest_gap_seconds(self) -> float:
+        """The longest time between two samples: a step shorter than this may be missing from the readings."""
+        times = [*self.started_at[:1], *(sample.at for sample in self.samples)]
+        return max(((b - a).total_seconds() for a, b in itertools.pairwise(times)), default=0.0)
 
     def disagreements(self) -> list[WeightSample]:
         """Samples where the state held still around the HAProxy reading and HAProxy showed other weights.
