@@ -175,9 +175,13 @@ class StepAction:
     # Gates to pass before applying the action (Flagger's confirm-traffic-increase / confirm-promotion hooks).
     confirm_traffic_increase: bool = False
     confirm_promotion: bool = False
+    # Flagger's event text; `{canary}` stands for `<name>.<namespace>` where Flagger names the canary.
     message: str = ""
     # Whether the router is written: blue/green iterations leave traffic alone unless mirroring starts.
     writes_routes: bool = True
+
+    def event(self, canary_id: str) -> str:
+        return self.message.format(canary=canary_id)
 
 
 def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrored: bool) -> StepAction:
@@ -191,7 +195,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
                 TOTAL_WEIGHT,
                 False,
                 iterations + 1,
-                message=f"Advance canary iteration {iterations + 1}/{plan.iterations}",
+                message=f"Advance {{canary}} canary iteration {iterations + 1}/{plan.iterations}",
             )
         return StepAction(
             ActionKind.PROMOTE,
@@ -200,7 +204,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
             mirrored,
             iterations,
             confirm_promotion=True,
-            message="Copying canary template spec to primary",
+            message="Copying {canary} template spec to primary",
         )
     if plan.strategy == Strategy.BLUE_GREEN:
         if plan.iterations > iterations:
@@ -211,7 +215,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
                 0 if start_mirror else canary_weight,
                 True if start_mirror else mirrored,
                 iterations + 1,
-                message=f"Advance canary iteration {iterations + 1}/{plan.iterations}",
+                message=f"Advance {{canary}} canary iteration {iterations + 1}/{plan.iterations}",
                 writes_routes=start_mirror,
             )
         if plan.iterations == iterations:
@@ -223,7 +227,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
                     mirrored,
                     iterations + 1,
                     confirm_promotion=True,
-                    message="Blue/green analysis completed",
+                    message="Blue/green analysis completed ({canary})",
                     writes_routes=False,
                 )
             message = (
@@ -248,7 +252,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
             mirrored,
             iterations,
             confirm_promotion=True,
-            message="Copying canary template spec to primary",
+            message="Copying {canary} template spec to primary",
         )
     # canary: progressive weights
     if canary_weight < plan.max_weight:
@@ -272,7 +276,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
                 False,
                 iterations,
                 # Flagger skips the confirm-traffic-increase hook while the current routes are mirrored.
-                message=f"Advance canary weight {new_canary}",
+                message=f"Advance {{canary}} canary weight {new_canary}",
             )
         new_canary = min(TOTAL_WEIGHT, canary_weight + step)
         new_primary = max(0, primary_weight - step)
@@ -283,7 +287,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
             mirrored,
             iterations,
             confirm_traffic_increase=not mirrored,
-            message=f"Advance canary weight {new_canary}",
+            message=f"Advance {{canary}} canary weight {new_canary}",
         )
     return StepAction(
         ActionKind.PROMOTE,
@@ -292,7 +296,7 @@ def next_action(plan: AnalysisPlan, canary_weight: int, iterations: int, mirrore
         mirrored,
         iterations,
         confirm_promotion=True,
-        message="Copying canary template spec to primary",
+        message="Copying {canary} template spec to primary",
     )
 
 

@@ -21,7 +21,9 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from activities import contracts as c
+    from activities.routers.base import router_key
     from activities.webhooks import webhook_activity_timeout
+    from activities.workloads.base import platform_of
     from canaryflow import shared
     from canaryflow.spec import MANUAL_GATE_URL, CanaryMetric, CanaryWebhook, WebhookType
     from workflows import decisions as d
@@ -286,10 +288,11 @@ class CanaryRelease:
             return True
         if state.phase == d.Phase.WAITING_PROMOTION:
             self._set_phase(d.Phase.PROGRESSING)
+        event = action.event(self._canary_id())
         if action.writes_routes:
-            await self._set_routes(action.primary_weight, action.canary_weight, action.mirrored, action.message)
+            await self._set_routes(action.primary_weight, action.canary_weight, action.mirrored, event)
         state.iterations = action.iterations
-        await self._event(_flagger_event_text(action.message, self._canary_id()))
+        await self._event(event)
         return False
 
     async def _promote(self, *, skipped: bool) -> None:
@@ -1037,8 +1040,8 @@ class CanaryRelease:
             namespace=s.namespace,
             target_kind=canary.spec.target_ref.kind,
             target_name=canary.spec.target_ref.name,
-            provider=(canary.spec.provider or "kubernetes").split(":", 1)[0],
-            platform="local" if canary.spec.target_ref.kind == "LocalApp" else "kubernetes",
+            provider=router_key(canary.spec.provider),
+            platform=platform_of(self._target()),
             revision=s.revision,
             phase=s.phase,
             strategy=s.strategy,
@@ -1206,25 +1209,6 @@ def _random_letters(count: int) -> str:
     letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     rng = workflow.random()
     return "".join(rng.choice(letters) for _ in range(count))
-
-
-# Flagger's step events that name no canary (scheduler.go); every other step event names it.
-_UNNAMED_STEP_EVENTS = frozenset(
-    {
-        "Routing all traffic to canary",
-        "Start traffic mirroring",
-        "Stop traffic mirroring and route all traffic to canary",
-    }
-)
-
-
-def _flagger_event_text(message: str, canary_id: str) -> str:
-    """A step's event as Flagger words it: `Advance podinfo.test canary weight 20`."""
-    if message.startswith("Advance canary "):
-        return f"Advance {canary_id} canary {message.removeprefix('Advance canary ')}"
-    if message in _UNNAMED_STEP_EVENTS:
-        return message
-    return f"{message} ({canary_id})"
 
 
 def _failure_message(failure: FailureError) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from activities.contracts import InitializeResult, ReadinessCheck, ReleaseTarget
 
@@ -37,6 +37,6 @@ def register_workload(platform: str, provider: WorkloadProvider) -> None:
     WORKLOADS[platform] = provider
 
 
-def platform_of(target: ReleaseTarget) -> str:
+def platform_of(target: ReleaseTarget) -> Literal["local", "kubernetes"]:
     """`LocalApp` targets run on the local platform; everything else is Kubernetes."""
     return "local" if target.canary.spec.target_ref.kind == "LocalApp" else "kubernetes"
