@@ -20,24 +20,24 @@ import copy
 from typing import Any
 
 from activities.contracts import ReleaseTarget, Routes, SessionAffinityRoute, SetRoutes
+from activities.kube import rest
 from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
 from activities.routers import kube_affinity as sticky
 from activities.routers import kube_objects as ko
+from activities.routers.kube_objects import Object
 from canaryflow.durations import parse_duration
 from canaryflow.spec import Canary
 
 GROUP = "gateway.networking.k8s.io"
-HTTP_ROUTE_V1 = ko.ResourceType(GROUP, "v1", "httproutes", "HTTPRoute")
-HTTP_ROUTE_V1BETA1 = ko.ResourceType(GROUP, "v1beta1", "httproutes", "HTTPRoute")
-
-Object = dict[str, Any]
+HTTP_ROUTE_V1 = rest.Resource(f"{GROUP}/v1", "httproutes", "HTTPRoute")
+HTTP_ROUTE_V1BETA1 = rest.Resource(f"{GROUP}/v1beta1", "httproutes", "HTTPRoute")
 
 
 class UnsupportedMatch(ValueError):
     """An Istio-style match the Gateway API cannot express."""
 
 
-def http_route_type(provider: str | None) -> ko.ResourceType:
+def http_route_type(provider: str | None) -> rest.Resource:
     return HTTP_ROUTE_V1BETA1 if (provider or "").startswith("gatewayapi:v1beta1") else HTTP_ROUTE_V1
 
 
@@ -417,12 +417,18 @@ class GatewayAPIRouter(ko.BlockingRouter):
 
     kind = "HTTPRoute"
 
-    def _desired(self, target: ReleaseTarget, *args: Any) -> Object:
+    def _desired(self, target: ReleaseTarget, request: SetRoutes | None = None) -> Object:
+        """The HTTPRoute spec for `request`'s routes (None: what `reconcile` writes)."""
         canary = target.canary
         if not canary.spec.service.gateway_refs:
             raise ko.invalid_spec(target, "spec.service.gatewayRefs must be set when using the Gateway API provider")
         try:
-            return http_route_spec(canary, *args)
+            if request is None:
+                return http_route_spec(canary)
+            routes = request.routes
+            return http_route_spec(
+                canary, routes.primary_weight, routes.canary_weight, routes.mirrored, request.session_affinity
+            )
         except UnsupportedMatch as error:
             raise ko.invalid_spec(target, f"invalid request matching selectors: {error}") from None
         except ValueError as error:
@@ -447,11 +453,9 @@ class GatewayAPIRouter(ko.BlockingRouter):
         ko.upsert(self._api, resource, namespace, name, create=create, update=update)
 
     def _set_routes(self, request: SetRoutes) -> None:
-        target, routes = request.target, request.routes
+        target = request.target
         canary = target.canary
-        desired = self._desired(
-            target, routes.primary_weight, routes.canary_weight, routes.mirrored, request.session_affinity
-        )
+        desired = self._desired(target, request)
 
         def change(existing: Object) -> Object:
             existing["spec"] = desired

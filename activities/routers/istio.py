@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from collections.abc import Callable
 
 from activities.contracts import ReleaseTarget, Routes, SessionAffinityRoute, SetRoutes
+from activities.kube import rest
 from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
 from activities.routers import kube_affinity as sticky
 from activities.routers import kube_objects as ko
+from activities.routers.kube_objects import Object
 from canaryflow.spec import Canary
 
 GROUP = "networking.istio.io"
-VIRTUAL_SERVICE = ko.ResourceType(GROUP, "v1beta1", "virtualservices", "VirtualService")
-DESTINATION_RULE = ko.ResourceType(GROUP, "v1beta1", "destinationrules", "DestinationRule")
-
-Object = dict[str, Any]
+VIRTUAL_SERVICE = rest.Resource(f"{GROUP}/v1beta1", "virtualservices", "VirtualService")
+DESTINATION_RULE = rest.Resource(f"{GROUP}/v1beta1", "destinationrules", "DestinationRule")
 
 
 def is_tcp(canary: Canary) -> bool:
@@ -79,10 +79,8 @@ def http_route(canary: Canary, match: list[Object], route: list[Object]) -> Obje
     if match:
         result["match"] = copy.deepcopy(match)
     if service.rewrite is not None:
-        rewrite = {
-            key: value for key, value in (("uri", service.rewrite.uri), ("authority", service.rewrite.authority))
-        }
-        result["rewrite"] = {key: value for key, value in rewrite.items() if value}
+        rewrite = (("uri", service.rewrite.uri), ("authority", service.rewrite.authority))
+        result["rewrite"] = {key: value for key, value in rewrite if value}
     if service.timeout:
         result["timeout"] = service.timeout
     if service.retries:
@@ -112,7 +110,8 @@ def _tcp_route(canary: Canary, primary_weight: int, canary_weight: int) -> Objec
     return route
 
 
-def _ab_routes(canary: Canary, primary_weight: int, canary_weight: int, second_primary_weight: int) -> list[Object]:
+def _ab_routes(canary: Canary, primary_weight: int, canary_weight: int) -> list[Object]:
+    """The matching requests' route, then the rest's: only to the primary, with the primary's weight (as Flagger)."""
     analysis = canary.spec.analysis
     assert analysis is not None
     service_match = canary.spec.service.match
@@ -120,7 +119,7 @@ def _ab_routes(canary: Canary, primary_weight: int, canary_weight: int, second_p
         http_route(
             canary, merge_matches(analysis.match, service_match), destinations(canary, primary_weight, canary_weight)
         ),
-        http_route(canary, service_match, [destination(canary, primary_service_name(canary), second_primary_weight)]),
+        http_route(canary, service_match, [destination(canary, primary_service_name(canary), primary_weight)]),
     ]
 
 
@@ -152,7 +151,7 @@ def virtual_service_spec(target: ReleaseTarget) -> Object:
     if is_tcp(canary):
         spec["tcp"] = [_tcp_route(canary, 100, 0)]
     elif analysis is not None and analysis.match:
-        spec["http"] = _ab_routes(canary, 100, 0, 100)
+        spec["http"] = _ab_routes(canary, 100, 0)
     else:
         spec["http"] = [http_route(canary, canary.spec.service.match, destinations(canary, 100, 0))]
     return spec
@@ -201,7 +200,7 @@ def routed_http(
     """The `http` routes Flagger's SetRoutes writes."""
     analysis = canary.spec.analysis
     if analysis is not None and analysis.match:
-        return _ab_routes(canary, primary_weight, canary_weight, primary_weight)
+        return _ab_routes(canary, primary_weight, canary_weight)
     weighted = http_route(canary, canary.spec.service.match, destinations(canary, primary_weight, canary_weight))
     routes = [weighted]
     if affinity is not None and sticky.affinity_spec(canary) is not None:
@@ -315,7 +314,7 @@ class IstioRouter(ko.BlockingRouter):
             self._reconcile_destination_rule(canary, host, owner_references)
         self._reconcile_virtual_service(target, owner_references)
 
-    def _reconcile_destination_rule(self, canary: Canary, host: str, owners: Any) -> None:
+    def _reconcile_destination_rule(self, canary: Canary, host: str, owners: Callable[[], list[Object]]) -> None:
         update = ko.replace_changed_spec(destination_rule_spec(canary, host))
         namespace = canary.metadata.namespace
 
@@ -324,7 +323,7 @@ class IstioRouter(ko.BlockingRouter):
 
         ko.upsert(self._api, DESTINATION_RULE, namespace, host, create=create, update=update)
 
-    def _reconcile_virtual_service(self, target: ReleaseTarget, owners: Any) -> None:
+    def _reconcile_virtual_service(self, target: ReleaseTarget, owners: Callable[[], list[Object]]) -> None:
         canary = target.canary
         desired = virtual_service_spec(target)
         labels, annotations = ko.apex_metadata(canary)

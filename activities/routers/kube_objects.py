@@ -1,9 +1,9 @@
 """Read-modify-write of the routing objects the Kubernetes routers own, as plain JSON dicts.
 
-Every object (custom resources and the built-in Ingress alike) goes through `CustomObjectsApi`, whose generic
-`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}` calls return and accept dicts, so a router builds exactly
-the JSON Flagger would write. Functions here are synchronous: routers run them inside `run_blocking`, one thread
-hop per activity, and each write is wrapped in `retry_on_conflict` (re-read, re-derive, re-write on 409).
+Every object (custom resources and the built-in Ingress alike) is read and written as raw JSON through
+`activities.kube.rest`, so a router builds exactly the JSON Flagger would write. Functions here are synchronous:
+routers run them inside `run_blocking`, one thread hop per activity, and each write goes through `rest.upsert`
+(re-read, re-derive, re-write on 409).
 `BlockingRouter` is that hop, shared by the routers built on these functions.
 """
 
@@ -12,19 +12,17 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ERR_INVALID_SPEC, ERR_NOT_FOUND, ReleaseTarget, Routes, SetRoutes
-from activities.kube import owner
-from activities.kube.client import is_not_found, retry_on_conflict, run_blocking
+from activities.kube import owner, rest
+from activities.kube.client import run_blocking
 from canaryflow.spec import Canary
 
-Object = dict[str, Any]
+Object = rest.JsonObject
 
 # Flagger's filterMetadata: keeps Flux from reverting the objects Flagger manages.
 KUSTOMIZE_RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
@@ -35,19 +33,7 @@ ORIGINAL_CONFIGURATION_ANNOTATION = "flagger.kubernetes.io/original-configuratio
 ERR_ROUTES_NOT_READY = "RoutesNotReady"  # retryable: the routing object is missing its routes or not accepted yet
 
 
-@dataclass(frozen=True)
-class ResourceType:
-    group: str
-    version: str
-    plural: str
-    kind: str
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}"
-
-
-INGRESS = ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress")
+INGRESS = rest.Resource("networking.k8s.io/v1", "ingresses", "Ingress")
 
 
 def invalid_spec(target: ReleaseTarget, message: str) -> ApplicationError:
@@ -93,42 +79,7 @@ def without_empty(value: Any) -> Any:
     return value
 
 
-def _api(api_client: k8s.ApiClient) -> k8s.CustomObjectsApi:
-    return k8s.CustomObjectsApi(api_client)
-
-
-def read(api_client: k8s.ApiClient, resource: ResourceType, namespace: str, name: str) -> Object | None:
-    """The object, or None when it (or its resource type) does not exist."""
-    try:
-        found: Object = _api(api_client).get_namespaced_custom_object(
-            resource.group, resource.version, namespace, resource.plural, name
-        )
-    except ApiException as error:
-        if is_not_found(error):
-            return None
-        raise
-    return found
-
-
-def _create(api_client: k8s.ApiClient, resource: ResourceType, namespace: str, body: Object) -> Object:
-    created: Object = _api(api_client).create_namespaced_custom_object(
-        resource.group, resource.version, namespace, resource.plural, body
-    )
-    return created
-
-
-def _replace(api_client: k8s.ApiClient, resource: ResourceType, namespace: str, body: Object) -> Object:
-    replaced: Object = _api(api_client).replace_namespaced_custom_object(
-        resource.group, resource.version, namespace, resource.plural, body["metadata"]["name"], body
-    )
-    return replaced
-
-
-def _already_exists(error: ApiException) -> bool:
-    return bool(error.status == 409 and "AlreadyExists" in (error.body or ""))
-
-
-def new_object(resource: ResourceType, namespace: str, name: str, spec: Object, **metadata: Any) -> Object:
+def new_object(resource: rest.Resource, namespace: str, name: str, spec: Object, **metadata: Any) -> Object:
     """A body for `create`: apiVersion, kind, metadata (name, namespace and the given non-empty fields) and spec."""
     meta: Object = {"name": name, "namespace": namespace}
     meta.update({key: value for key, value in metadata.items() if value})
@@ -172,54 +123,38 @@ def with_owners(body: Object, owners: list[Object]) -> Object:
 
 def upsert(
     api_client: k8s.ApiClient,
-    resource: ResourceType,
+    resource: rest.Resource,
     namespace: str,
     name: str,
     *,
     create: Callable[[], Object],
     update: Callable[[Object], Object | None],
-) -> Object:
+) -> None:
     """Create the object with `create()` if it is missing, else replace it with `update(existing)` unless that
     returns None (nothing to change: no write). `update` gets a deep copy and is called again after a conflict."""
 
-    def attempt() -> Object:
-        existing = read(api_client, resource, namespace, name)
-        if existing is None:
-            try:
-                return _create(api_client, resource, namespace, create())
-            except ApiException as error:
-                if not _already_exists(error):
-                    raise
-                existing = read(api_client, resource, namespace, name)
-                if existing is None:
-                    raise
-        changed = update(copy.deepcopy(existing))
-        if changed is None:
-            return existing
-        return _replace(api_client, resource, namespace, changed)
+    def build(existing: Object | None) -> Object | None:
+        return create() if existing is None else update(existing)
 
-    return retry_on_conflict(attempt)
+    rest.upsert(api_client, resource, namespace, name, build)
 
 
 def modify(
     api_client: k8s.ApiClient,
-    resource: ResourceType,
+    resource: rest.Resource,
     namespace: str,
     name: str,
     change: Callable[[Object], Object | None],
 ) -> Object | None:
     """Replace an existing object with `change(copy)` (None: no write). Returns None when the object is missing."""
 
-    def attempt() -> Object | None:
-        existing = read(api_client, resource, namespace, name)
+    def build(existing: Object | None) -> Object | None:
         if existing is None:
             return None
         changed = change(copy.deepcopy(existing))
-        if changed is None or changed == existing:
-            return existing
-        return _replace(api_client, resource, namespace, changed)
+        return None if changed is None or changed == existing else changed
 
-    return retry_on_conflict(attempt)
+    return rest.upsert(api_client, resource, namespace, name, build)
 
 
 def canary_owner_references(api_client: k8s.ApiClient, canary: Canary) -> list[Object]:
@@ -268,14 +203,14 @@ class BlockingRouter(ABC):
         """`body` with a controller reference to the Canary object, when there is one."""
         return with_owners(body, canary_owner_references(self._api, canary))
 
-    def _read_existing(self, target: ReleaseTarget, resource: ResourceType, name: str) -> Object:
-        found = read(self._api, resource, target.canary.metadata.namespace, name)
+    def _read_existing(self, target: ReleaseTarget, resource: rest.Resource, name: str) -> Object:
+        found = rest.read_optional(self._api, resource, target.canary.metadata.namespace, name)
         if found is None:
             raise self._missing(target, name)
         return found
 
     def _modify_existing(
-        self, target: ReleaseTarget, resource: ResourceType, name: str, change: Callable[[Object], Object | None]
+        self, target: ReleaseTarget, resource: rest.Resource, name: str, change: Callable[[Object], Object | None]
     ) -> None:
         if modify(self._api, resource, target.canary.metadata.namespace, name, change) is None:
             raise self._missing(target, name)

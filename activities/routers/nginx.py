@@ -21,13 +21,13 @@ from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ERR_NOT_FOUND, ReleaseTarget, Routes, SetRoutes
+from activities.kube import rest
 from activities.kube.names import apex_service_name, canary_service_name
 from activities.routers import kube_objects as ko
+from activities.routers.kube_objects import Object
 from canaryflow.spec import Canary
 
 DEFAULT_ANNOTATIONS_PREFIX = "nginx.ingress.kubernetes.io"
-
-Object = dict[str, Any]
 
 
 def canary_ingress_name(canary: Canary) -> str:
@@ -141,7 +141,7 @@ class NginxRouter(ko.BlockingRouter):
         if reference is None or not reference.name:
             raise ko.invalid_spec(target, "spec.ingressRef must name the Ingress for the nginx provider")
         namespace = canary.metadata.namespace
-        ingress = ko.read(self._api, ko.INGRESS, namespace, reference.name)
+        ingress = rest.read_optional(self._api, ko.INGRESS, namespace, reference.name)
         if ingress is None:
             raise ApplicationError(
                 f"{target.key}: ingress {reference.name}.{namespace} not found", type=ERR_NOT_FOUND, non_retryable=True

@@ -16,22 +16,22 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from activities.contracts import ReleaseTarget, Routes, SetRoutes
+from activities.kube import rest
 from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
 from activities.routers import kube_objects as ko
+from activities.routers.kube_objects import Object
 from canaryflow.spec import Canary
 
 GROUP = "split.smi-spec.io"
-TRAFFIC_SPLIT_V1ALPHA1 = ko.ResourceType(GROUP, "v1alpha1", "trafficsplits", "TrafficSplit")
-TRAFFIC_SPLIT_V1ALPHA2 = ko.ResourceType(GROUP, "v1alpha2", "trafficsplits", "TrafficSplit")
-TRAFFIC_SPLIT_V1ALPHA3 = ko.ResourceType(GROUP, "v1alpha3", "trafficsplits", "TrafficSplit")
+TRAFFIC_SPLIT_V1ALPHA1 = rest.Resource(f"{GROUP}/v1alpha1", "trafficsplits", "TrafficSplit")
+TRAFFIC_SPLIT_V1ALPHA2 = rest.Resource(f"{GROUP}/v1alpha2", "trafficsplits", "TrafficSplit")
+TRAFFIC_SPLIT_V1ALPHA3 = rest.Resource(f"{GROUP}/v1alpha3", "trafficsplits", "TrafficSplit")
 ISTIO_GATEWAYS_ANNOTATION = "VirtualService.v1alpha3.networking.istio.io/spec.gateways"
-
-Object = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class SmiFlavour:
-    resource: ko.ResourceType
+    resource: rest.Resource
     mesh: str
 
     @property
@@ -46,7 +46,7 @@ def smi_flavour(provider: str | None) -> SmiFlavour:
     if provider == "osm":
         return SmiFlavour(TRAFFIC_SPLIT_V1ALPHA2, "osm")
     for resource in (TRAFFIC_SPLIT_V1ALPHA1, TRAFFIC_SPLIT_V1ALPHA2, TRAFFIC_SPLIT_V1ALPHA3):
-        prefix = f"smi:{resource.version}"
+        prefix = f"smi:{resource.api_version.removeprefix(f'{GROUP}/')}"
         if provider is not None and provider.startswith(prefix):
             return SmiFlavour(resource, provider.removeprefix(f"{prefix}:"))
     raise ValueError(f"provider {provider!r} is not an SMI provider (linkerd, osm, smi:v1alpha1|2|3[:<mesh>])")

@@ -5,8 +5,7 @@ the fake recorded) and at the end."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,43 +13,21 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.registry import default_activities
 from activities.routers import gatewayapi, istio, nginx, smi
-from activities.routers.base import ROUTERS, register_router
-from activities.routers.kube_factory import kubernetes_routers
-from activities.workloads.base import WORKLOADS, register_workload
-from activities.workloads.kubernetes import KubernetesWorkload
 from canaryflow.client import start_release
 from canaryflow.loader import parse_resource
 from canaryflow.settings import Settings
 from canaryflow.spec import Canary
 from tests.fakekube.fake import FakeKube
+from tests.kube.release_worker import IMAGE_V1, IMAGE_V2, kube_worker, podinfo_deployment
 from tests.kube.router_fixtures import ROUTER_DATA, yaml_object
 from tests.workflow.harness import hook_server, webhook
-from workers.worker import build_worker
 from workflows.model import ReleaseRequest, ReleaseResult
 
 NS = "test"
-IMAGE_V1 = "ghcr.io/stefanprodan/podinfo:6.0.0"
-IMAGE_V2 = "ghcr.io/stefanprodan/podinfo:6.0.1"
 Step = tuple[int, int, bool]  # primary weight, canary weight, mirrored
-
-
-def podinfo_deployment() -> dict[str, Any]:
-    labels = {"app": "podinfo"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "podinfod", "image": IMAGE_V1, "ports": [{"containerPort": 9898}]}]},
-            },
-        },
-    }
+# What stepWeight 25 / maxWeight 50 writes: all primary, two steps, back to the primary after promotion.
+WEIGHTED_STEPS: list[Step] = [(100, 0, False), (75, 25, False), (50, 50, False), (100, 0, False)]
 
 
 @dataclass(frozen=True)
@@ -111,14 +88,14 @@ CASES = {
 }
 
 
-def release_canary(case: RouterCase, **analysis: Any) -> Canary:
+def release_canary(provider: str, service: dict[str, Any], **analysis: Any) -> Canary:
     spec: dict[str, Any] = {
-        "provider": case.provider,
+        "provider": provider,
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-        "service": {"port": 9898, **case.service},
+        "service": {"port": 9898, **service},
         "analysis": {"interval": "1m", "threshold": 2, **analysis},
     }
-    if case.provider == "nginx":
+    if provider == "nginx":
         spec["ingressRef"] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}
     resource = parse_resource(
         {
@@ -132,35 +109,17 @@ def release_canary(case: RouterCase, **analysis: Any) -> Canary:
     return resource
 
 
-@asynccontextmanager
-async def kube_worker(fake_kube: FakeKube, env: WorkflowEnvironment) -> AsyncIterator[str]:
-    """A worker with the Kubernetes workload and every Kubernetes router on fakekube; yields its task queue."""
-    saved_workloads, saved_routers = dict(WORKLOADS), dict(ROUTERS)
-    api_client = fake_kube.api_client()
-    workload = KubernetesWorkload(api_client, poll_seconds=0.05, primary_ready_wait_seconds=10)
-    # WorkloadProvider.initialize is declared `-> None` while the workflow reads an InitializeResult from it.
-    register_workload("kubernetes", workload)  # type: ignore[arg-type]
-    for key, router in kubernetes_routers(api_client).items():
-        register_router(key, router)
+async def release(fake_kube: FakeKube, env: WorkflowEnvironment, canary: Canary) -> ReleaseResult:
+    """Release image v2 of `canary` to its end, on a worker with the Kubernetes workload and routers."""
     settings = Settings(task_queue=f"test-{uuid.uuid4()}", min_interval_seconds=0)
-    try:
-        async with build_worker(env.client, settings, activities=default_activities()):
-            yield settings.task_queue
-    finally:
-        WORKLOADS.clear()
-        WORKLOADS.update(saved_workloads)
-        ROUTERS.clear()
-        ROUTERS.update(saved_routers)
-
-
-async def release(env: WorkflowEnvironment, task_queue: str, canary: Canary) -> ReleaseResult:
     # Workflow ids are per canary and the test server is shared by every test: a unique revision and a
     # terminated leftover keep tests apart.
     request = ReleaseRequest(
         canary=canary, revision=f"v2-{uuid.uuid4().hex[:6]}", image=IMAGE_V2, requested_by="ci", min_interval_seconds=0
     )
-    started = await start_release(env.client, request, task_queue=task_queue, cluster=uuid.uuid4().hex[:8])
-    return await started.handle.result()
+    async with kube_worker(fake_kube, env, settings):
+        started = await start_release(env.client, request, task_queue=settings.task_queue, cluster=uuid.uuid4().hex[:8])
+        return await started.handle.result()
 
 
 def traffic_steps(fake_kube: FakeKube, case: RouterCase, canary: Canary) -> list[Step]:
@@ -194,7 +153,7 @@ def primary_image(fake_kube: FakeKube) -> str:
 
 
 def seed_platform(fake_kube: FakeKube, case: RouterCase) -> None:
-    fake_kube.seed(podinfo_deployment())
+    fake_kube.seed(podinfo_deployment(NS))
     if case.provider == "nginx":
         ingress = yaml_object(ROUTER_DATA / "nginx" / "ingress-podinfo.yaml")
         fake_kube.seed(ingress)
@@ -206,18 +165,12 @@ async def test_a_weighted_canary_is_promoted(
 ) -> None:
     case = CASES[router]
     seed_platform(fake_kube, case)
-    canary = release_canary(case, stepWeight=25, maxWeight=50)
+    canary = release_canary(case.provider, case.service, stepWeight=25, maxWeight=50)
 
-    async with kube_worker(fake_kube, time_skipping_env) as task_queue:
-        result = await release(time_skipping_env, task_queue, canary)
+    result = await release(fake_kube, time_skipping_env, canary)
 
     assert result.phase == "Succeeded", result
-    assert traffic_steps(fake_kube, case, canary) == [
-        (100, 0, False),
-        (75, 25, False),
-        (50, 50, False),
-        (100, 0, False),
-    ]
+    assert traffic_steps(fake_kube, case, canary) == WEIGHTED_STEPS
     assert final_step(fake_kube, case, canary) == (100, 0, False)
     assert primary_image(fake_kube) == IMAGE_V2
 
@@ -228,10 +181,11 @@ async def test_ab_testing_sends_matching_requests_to_the_canary_then_promotes(
 ) -> None:
     case = CASES[router]
     seed_platform(fake_kube, case)
-    canary = release_canary(case, iterations=2, match=[{"headers": {"x-canary": {"exact": "insider"}}}])
+    canary = release_canary(
+        case.provider, case.service, iterations=2, match=[{"headers": {"x-canary": {"exact": "insider"}}}]
+    )
 
-    async with kube_worker(fake_kube, time_skipping_env) as task_queue:
-        result = await release(time_skipping_env, task_queue, canary)
+    result = await release(fake_kube, time_skipping_env, canary)
 
     assert result.phase == "Succeeded", result
     assert traffic_steps(fake_kube, case, canary) == [(100, 0, False), (0, 100, False), (100, 0, False)]
@@ -243,10 +197,9 @@ async def test_blue_green_with_mirroring_on_the_gateway_api(
 ) -> None:
     case = CASES["gatewayapi"]
     seed_platform(fake_kube, case)
-    canary = release_canary(case, iterations=2, mirror=True)
+    canary = release_canary(case.provider, case.service, iterations=2, mirror=True)
 
-    async with kube_worker(fake_kube, time_skipping_env) as task_queue:
-        result = await release(time_skipping_env, task_queue, canary)
+    result = await release(fake_kube, time_skipping_env, canary)
 
     assert result.phase == "Succeeded", result
     steps = traffic_steps(fake_kube, case, canary)
@@ -258,24 +211,10 @@ async def test_blue_green_with_mirroring_on_the_gateway_api(
 async def test_blue_green_without_a_mesh_updates_the_primary_in_place(
     fake_kube: FakeKube, time_skipping_env: WorkflowEnvironment
 ) -> None:
-    fake_kube.seed(podinfo_deployment())
-    resource = parse_resource(
-        {
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": NS},
-            "spec": {
-                "provider": "kubernetes",
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                "service": {"port": 9898},
-                "analysis": {"interval": "1m", "threshold": 2, "iterations": 2},
-            },
-        }
-    )
-    assert isinstance(resource, Canary)
+    fake_kube.seed(podinfo_deployment(NS))
+    canary = release_canary("kubernetes", {}, iterations=2)
 
-    async with kube_worker(fake_kube, time_skipping_env) as task_queue:
-        result = await release(time_skipping_env, task_queue, resource)
+    result = await release(fake_kube, time_skipping_env, canary)
 
     assert result.phase == "Succeeded", result
     assert primary_image(fake_kube) == IMAGE_V2
@@ -291,11 +230,15 @@ async def test_a_failing_check_rolls_back_to_the_primary(
     with hook_server() as hooks:
         hooks.answer("smoke", 500)
         canary = release_canary(
-            case, stepWeight=25, maxWeight=50, threshold=1, webhooks=[webhook("smoke", "rollout", hooks.url("smoke"))]
+            case.provider,
+            case.service,
+            stepWeight=25,
+            maxWeight=50,
+            threshold=1,
+            webhooks=[webhook("smoke", "rollout", hooks.url("smoke"))],
         )
-        async with kube_worker(fake_kube, time_skipping_env) as task_queue:
-            with pytest.raises(WorkflowFailureError):
-                await release(time_skipping_env, task_queue, canary)
+        with pytest.raises(WorkflowFailureError):
+            await release(fake_kube, time_skipping_env, canary)
 
     steps = traffic_steps(fake_kube, case, canary)
     assert steps[0] == (100, 0, False) and steps[-1] == (100, 0, False)
@@ -310,18 +253,14 @@ async def test_session_affinity_cookies_through_a_whole_istio_release(
 ) -> None:
     case = CASES["istio"]
     seed_platform(fake_kube, case)
-    canary = release_canary(case, stepWeight=25, maxWeight=50, sessionAffinity={"cookieName": "flagger-cookie"})
+    canary = release_canary(
+        case.provider, case.service, stepWeight=25, maxWeight=50, sessionAffinity={"cookieName": "flagger-cookie"}
+    )
 
-    async with kube_worker(fake_kube, time_skipping_env) as task_queue:
-        result = await release(time_skipping_env, task_queue, canary)
+    result = await release(fake_kube, time_skipping_env, canary)
 
     assert result.phase == "Succeeded", result
-    assert traffic_steps(fake_kube, case, canary) == [
-        (100, 0, False),
-        (75, 25, False),
-        (50, 50, False),
-        (100, 0, False),
-    ]
+    assert traffic_steps(fake_kube, case, canary) == WEIGHTED_STEPS
     written = [
         request.body["spec"]["http"]
         for request in fake_kube.requests

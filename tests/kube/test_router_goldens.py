@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from activities.routers import gatewayapi, istio, nginx, smi
+from canaryflow.spec import Canary
 from tests.kube.router_fixtures import (
     ROUTER_DATA,
     STICKY,
@@ -34,7 +35,7 @@ UPDATE = os.environ.get("CANARYFLOW_UPDATE_GOLDENS") == "1"
 Case = Callable[[], dict[str, Any]]
 
 
-def _gateway(name: str, provider: str = "gatewayapi:v1") -> Any:
+def _gateway(name: str, provider: str = "gatewayapi:v1") -> Canary:
     return docs_canary(name, provider)
 
 
@@ -71,7 +72,7 @@ def gatewayapi_options() -> dict[str, Any]:
         "apex": {"labels": {"team": "web"}, "annotations": {"owner": "web-team"}},
     }
     v1 = with_service(base, **options)
-    v1beta1 = with_service(docs_canary("gatewayapi-progressive-delivery-2", "gatewayapi:v1beta1"), **options)
+    v1beta1 = with_service(_gateway("gatewayapi-progressive-delivery-2", "gatewayapi:v1beta1"), **options)
     return {
         "v1 reconcile": gatewayapi.http_route_object(v1),
         "v1beta1 reconcile": gatewayapi.http_route_object(v1beta1),
@@ -178,13 +179,19 @@ def _smi(name: str) -> dict[str, Any]:
     }
 
 
-def nginx_canary() -> dict[str, Any]:
-    canary = docs_canary("nginx-progressive-delivery-1")
+def _nginx_canary_ingress(canary: Canary) -> tuple[nginx.Annotations, dict[str, Any]]:
+    """The default annotations and the canary Ingress `reconcile` creates from the podinfo Ingress."""
     ingress = yaml_object(ROUTER_DATA / "nginx" / "ingress-podinfo.yaml")
     annotations = nginx.Annotations(nginx.DEFAULT_ANNOTATIONS_PREFIX)
     created = nginx.canary_ingress_object(
         canary, ingress, nginx.canary_ingress_spec(canary, ingress) or {}, annotations
     )
+    return annotations, created
+
+
+def nginx_canary() -> dict[str, Any]:
+    canary = docs_canary("nginx-progressive-delivery-1")
+    annotations, created = _nginx_canary_ingress(canary)
     at_10 = annotations.routed(canary, created["metadata"]["annotations"], 10)
     return {
         "reconcile": created,
@@ -195,11 +202,7 @@ def nginx_canary() -> dict[str, Any]:
 
 def nginx_ab() -> dict[str, Any]:
     canary = docs_canary("linkerd-progressive-delivery-3")
-    ingress = yaml_object(ROUTER_DATA / "nginx" / "ingress-podinfo.yaml")
-    annotations = nginx.Annotations(nginx.DEFAULT_ANNOTATIONS_PREFIX)
-    created = nginx.canary_ingress_object(
-        canary, ingress, nginx.canary_ingress_spec(canary, ingress) or {}, annotations
-    )
+    annotations, created = _nginx_canary_ingress(canary)
     at_100 = annotations.routed(canary, created["metadata"]["annotations"], 100)
     return {"annotations at 0/100": at_100, "annotations back at 100/0": annotations.routed(canary, at_100, 0)}
 

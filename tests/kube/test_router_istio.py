@@ -34,6 +34,12 @@ def _virtual_service(fake: FakeKube) -> dict[str, Any]:
     return found
 
 
+def _resource_versions(fake: FakeKube) -> list[str]:
+    """The resourceVersions of the VirtualService and both DestinationRules."""
+    rules = [fake.get(ISTIO, "DestinationRule", host, "test") for host in ("podinfo-primary", "podinfo-canary")]
+    return [obj["metadata"]["resourceVersion"] for obj in (_virtual_service(fake), *rules) if obj is not None]
+
+
 def _weights(route: dict[str, Any]) -> dict[str, int]:
     return {item["destination"]["host"]: item["weight"] for item in route["route"]}
 
@@ -87,27 +93,11 @@ async def test_a_second_reconcile_writes_nothing_even_mid_release(
 ) -> None:
     await router.reconcile(target_of(canary))
     await router.set_routes(routes(canary, 60, 40))
-    versions = [
-        obj["metadata"]["resourceVersion"]
-        for obj in (
-            _virtual_service(fake_kube),
-            fake_kube.get(ISTIO, "DestinationRule", "podinfo-primary", "test"),
-            fake_kube.get(ISTIO, "DestinationRule", "podinfo-canary", "test"),
-        )
-        if obj is not None
-    ]
+    versions = _resource_versions(fake_kube)
 
     await router.reconcile(target_of(canary))
 
-    assert [
-        obj["metadata"]["resourceVersion"]
-        for obj in (
-            _virtual_service(fake_kube),
-            fake_kube.get(ISTIO, "DestinationRule", "podinfo-primary", "test"),
-            fake_kube.get(ISTIO, "DestinationRule", "podinfo-canary", "test"),
-        )
-        if obj is not None
-    ] == versions
+    assert _resource_versions(fake_kube) == versions
     assert _weights(_virtual_service(fake_kube)["spec"]["http"][0]) == {"podinfo-primary": 60, "podinfo-canary": 40}
 
 
