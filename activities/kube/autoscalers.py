@@ -35,11 +35,15 @@ def _resource(ref: AutoscalerRef) -> rest.Resource:
     return rest.HPAS if ref.kind == "HorizontalPodAutoscaler" else rest.SCALED_OBJECTS
 
 
-def read_target_scaler(api: ApiClient, canary: Canary) -> rest.JsonObject | None:
-    ref = _ref(canary)
-    if ref is None:
-        return None
-    return rest.read(api, _resource(ref), canary.metadata.namespace, ref.name)
+def _override_replicas(spec: dict[str, Any], ref: AutoscalerRef, min_field: str, max_field: str) -> None:
+    """`autoscalerRef.primaryScalerReplicas` wins over the bounds copied from the target's autoscaler."""
+    replicas = ref.primary_scaler_replicas
+    if replicas is None:
+        return
+    if replicas.min_replicas is not None:
+        spec[min_field] = replicas.min_replicas
+    if replicas.max_replicas is not None:
+        spec[max_field] = replicas.max_replicas
 
 
 def primary_hpa_spec(canary: Canary, hpa: rest.JsonObject) -> dict[str, Any]:
@@ -57,11 +61,7 @@ def primary_hpa_spec(canary: Canary, hpa: rest.JsonObject) -> dict[str, Any]:
     for field in ("minReplicas", "metrics", "behavior"):
         if field in spec:
             result[field] = copy.deepcopy(spec[field])
-    if (replicas := ref.primary_scaler_replicas) is not None:
-        if replicas.min_replicas is not None:
-            result["minReplicas"] = replicas.min_replicas
-        if replicas.max_replicas is not None:
-            result["maxReplicas"] = replicas.max_replicas
+    _override_replicas(result, ref, "minReplicas", "maxReplicas")
     return result
 
 
@@ -107,11 +107,7 @@ def primary_scaled_object_spec(canary: Canary, scaled_object: rest.JsonObject) -
     ):
         if field in spec:
             result[field] = spec[field]
-    if (replicas := ref.primary_scaler_replicas) is not None:
-        if replicas.min_replicas is not None:
-            result["minReplicaCount"] = replicas.min_replicas
-        if replicas.max_replicas is not None:
-            result["maxReplicaCount"] = replicas.max_replicas
+    _override_replicas(result, ref, "minReplicaCount", "maxReplicaCount")
     return result
 
 

@@ -73,32 +73,38 @@ def _containers(pod_spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     yield from pod_spec.get("initContainers") or []
 
 
-def referenced_configs(pod_spec: Mapping[str, Any]) -> dict[tuple[ConfigType, str], bool]:
-    """Every (type, name) the pod spec references, mapped to whether it is mandatory."""
-    found: dict[tuple[ConfigType, str], bool] = {}
+def _config_references(pod_spec: Mapping[str, Any]) -> Iterator[tuple[ConfigType, dict[str, Any], str]]:
+    """Every reference to a config in a pod spec: (its type, the reference object, the field holding the name)."""
     for volume in pod_spec.get("volumes") or []:
         if config_map := volume.get("configMap"):
-            found[("configmap", config_map["name"])] = _mandatory(config_map)
+            yield "configmap", config_map, "name"
         if secret := volume.get("secret"):
-            found[("secret", secret["secretName"])] = _mandatory(secret)
+            yield "secret", secret, "secretName"
         for source in (volume.get("projected") or {}).get("sources") or []:
             if config_map := source.get("configMap"):
-                found[("configmap", config_map["name"])] = _mandatory(config_map)
+                yield "configmap", config_map, "name"
             if secret := source.get("secret"):
-                found[("secret", secret["name"])] = _mandatory(secret)
+                yield "secret", secret, "name"
     for container in _containers(pod_spec):
         for env in container.get("env") or []:
             value_from = env.get("valueFrom") or {}
             if ref := value_from.get("configMapKeyRef"):
-                found[("configmap", ref["name"])] = _mandatory(ref)
+                yield "configmap", ref, "name"
             elif ref := value_from.get("secretKeyRef"):
-                found[("secret", ref["name"])] = _mandatory(ref)
+                yield "secret", ref, "name"
         for env_from in container.get("envFrom") or []:
             if ref := env_from.get("configMapRef"):
-                found[("configmap", ref["name"])] = _mandatory(ref)
+                yield "configmap", ref, "name"
             elif ref := env_from.get("secretRef"):
-                found[("secret", ref["name"])] = _mandatory(ref)
-    return found
+                yield "secret", ref, "name"
+
+
+def referenced_configs(pod_spec: Mapping[str, Any]) -> dict[tuple[ConfigType, str], bool]:
+    """Every (type, name) the pod spec references, mapped to whether it is mandatory."""
+    return {
+        (config_type, reference[field]): _mandatory(reference)
+        for config_type, reference, field in _config_references(pod_spec)
+    }
 
 
 def _resource(config_type: ConfigType) -> rest.Resource:
@@ -134,39 +140,13 @@ def as_tracked(refs: Mapping[str, ConfigRef]) -> dict[str, str]:
     return {key: ref.checksum for key, ref in sorted(refs.items())}
 
 
-def _with_primary_name(
-    reference: dict[str, Any], field: str, config_type: ConfigType, tracked: Mapping[str, Any]
-) -> None:
-    name = reference.get(field)
-    if name is not None and f"{config_type}/{name}" in tracked:
-        reference[field] = primary_name(name)
-
-
 def apply_primary_configs(pod_spec: Mapping[str, Any], tracked: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `pod_spec` whose references to tracked configs point at their `-primary` copies."""
     spec: dict[str, Any] = copy.deepcopy(dict(pod_spec))
-    for volume in spec.get("volumes") or []:
-        if config_map := volume.get("configMap"):
-            _with_primary_name(config_map, "name", "configmap", tracked)
-        if secret := volume.get("secret"):
-            _with_primary_name(secret, "secretName", "secret", tracked)
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if config_map := source.get("configMap"):
-                _with_primary_name(config_map, "name", "configmap", tracked)
-            if secret := source.get("secret"):
-                _with_primary_name(secret, "name", "secret", tracked)
-    for container in _containers(spec):
-        for env in container.get("env") or []:
-            value_from = env.get("valueFrom") or {}
-            if ref := value_from.get("configMapKeyRef"):
-                _with_primary_name(ref, "name", "configmap", tracked)
-            elif ref := value_from.get("secretKeyRef"):
-                _with_primary_name(ref, "name", "secret", tracked)
-        for env_from in container.get("envFrom") or []:
-            if ref := env_from.get("configMapRef"):
-                _with_primary_name(ref, "name", "configmap", tracked)
-            elif ref := env_from.get("secretRef"):
-                _with_primary_name(ref, "name", "secret", tracked)
+    for config_type, reference, field in _config_references(spec):
+        name = reference.get(field)
+        if name is not None and f"{config_type}/{name}" in tracked:
+            reference[field] = primary_name(name)
     return spec
 
 

@@ -20,6 +20,7 @@ from activities.contracts import ERR_INVALID_SPEC
 SELECTOR_LABELS: tuple[str, ...] = ("app", "name", "app.kubernetes.io/name")
 TOOLKIT_MARKER = "toolkit.fluxcd.io"
 POD_ID_ANNOTATION = "flagger-id"  # a fresh value on every promotion forces the primary to roll
+KUBECTL_LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def selector_label(workload: Mapping[str, Any], selector_labels: Sequence[str] = SELECTOR_LABELS) -> tuple[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 from activities.kube import rest
 from activities.kube.configs import apply_primary_configs
 from activities.kube.labels import (
+    KUBECTL_LAST_APPLIED_ANNOTATION,
     POD_ID_ANNOTATION,
     SCALE_TO_ZERO_NODE_SELECTOR,
     include_by_prefix,
@@ -28,7 +29,7 @@ from activities.kube.podspec import point_spread_at_primary
 
 REVISION_ANNOTATION = "canaryflow.dev/revision"
 # Written by kubectl / the Deployment controller for the target itself; meaningless on the primary.
-_NOT_COPIED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision")
+_NOT_COPIED_ANNOTATIONS = (KUBECTL_LAST_APPLIED_ANNOTATION, "deployment.kubernetes.io/revision")
 
 
 @dataclass(frozen=True)

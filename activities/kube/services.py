@@ -16,8 +16,8 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from activities.kube import rest
-from activities.kube.labels import without_toolkit_keys
-from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
+from activities.kube.labels import KUBECTL_LAST_APPLIED_ANNOTATION, without_toolkit_keys
+from activities.kube.names import apex_service_name, canary_service_name, primary_name, primary_service_name
 from canaryflow.spec import Canary, CanaryService, CustomMetadata
 
 _SIDECARS = frozenset({"istio-proxy", "envoy"})
@@ -90,15 +90,21 @@ def reconcile_service(
     *,
     extra_ports: Mapping[str, int],
     owner: Mapping[str, Any] | None,
-) -> None:
-    """Create the service or bring its ports/selector (and owned metadata) to the desired state. Blocking."""
+) -> bool:
+    """Create the service or bring its ports/selector (and owned metadata) to the desired state. Blocking.
+
+    Returns True when the service did not exist or selected other pods."""
     service = canary.spec.service
     selector_key = next(iter(selector))
     labels = {**(custom.labels if custom else {}), selector_key: name}
     annotations = without_toolkit_keys(custom.annotations if custom else {})
     ports = service_ports(service, extra_ports)
 
+    reselected = False
+
     def build(current: rest.JsonObject | None) -> rest.JsonObject | None:
+        nonlocal reselected
+        reselected = current is None or (current.get("spec") or {}).get("selector") != dict(selector)
         if current is None:
             spec: dict[str, Any] = {"type": "ClusterIP", "selector": dict(selector), "ports": ports}
             if service.headless:
@@ -149,6 +155,7 @@ def reconcile_service(
         return current
 
     rest.upsert(api, rest.SERVICES, canary.metadata.namespace, name, build)
+    return reselected
 
 
 def reconcile_canary_and_primary_services(
@@ -175,7 +182,7 @@ def reconcile_canary_and_primary_services(
         api,
         canary,
         primary_service_name(canary),
-        {selector_key: f"{selector_value}-primary"},
+        {selector_key: primary_name(selector_value)},
         service.primary,
         extra_ports=extra_ports,
         owner=owner,
@@ -190,20 +197,19 @@ def reconcile_apex_service(
     *,
     extra_ports: Mapping[str, int],
     owner: Mapping[str, Any] | None,
-) -> None:
-    """Flagger's KubernetesDefaultRouter.Reconcile: the apex service selects the primary's pods."""
-    reconcile_service(
+) -> bool:
+    """Flagger's KubernetesDefaultRouter.Reconcile: the apex service selects the primary's pods.
+
+    Returns True when it did not exist or selected other pods (the target's, before bootstrapping ended)."""
+    return reconcile_service(
         api,
         canary,
         apex_service_name(canary),
-        {selector_key: f"{selector_value}-primary"},
+        {selector_key: primary_name(selector_value)},
         canary.spec.service.apex,
         extra_ports=extra_ports,
         owner=owner,
     )
-
-
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def revert_apex_service(
@@ -223,7 +229,7 @@ def revert_apex_service(
         ref.get("controller") and ref.get("kind") == "Canary" for ref in apex["metadata"].get("ownerReferences") or []
     ):
         return
-    last_applied = (apex["metadata"].get("annotations") or {}).get(LAST_APPLIED)
+    last_applied = (apex["metadata"].get("annotations") or {}).get(KUBECTL_LAST_APPLIED_ANNOTATION)
     if last_applied is None:
         reconcile_service(
             api, canary, apex_name, {selector_key: selector_value}, None, extra_ports=extra_ports, owner=None

@@ -45,7 +45,7 @@ from activities.contracts import (
 from activities.kube import autoscalers, configs, daemonsets, deployments, owner, rest, services
 from activities.kube.client import retry_on_conflict, run_blocking
 from activities.kube.labels import SELECTOR_LABELS, selector_label
-from activities.kube.names import apex_service_name, primary_name
+from activities.kube.names import primary_name
 from activities.kube.podspec import set_container_image
 from activities.kube.primary import (
     Selector,
@@ -78,7 +78,7 @@ class _Bootstrap:
     selector: Selector
     extra_ports: dict[str, int]
     owner: dict[str, Any] | None
-    bootstrapped: bool
+    primary_created: bool
 
 
 class KubernetesWorkload:
@@ -191,10 +191,14 @@ class KubernetesWorkload:
     def _revert_apex(self, canary: Canary, kind: WorkloadKind) -> None:
         target = rest.read(self._api, kind.resource, canary.metadata.namespace, canary.spec.target_ref.name)
         key, value = selector_label(target, self._selector_labels)
+        services.revert_apex_service(self._api, canary, key, value, extra_ports=self._extra_ports(canary, target))
+
+    @staticmethod
+    def _extra_ports(canary: Canary, target: rest.JsonObject) -> dict[str, int]:
         service = canary.spec.service
-        containers = target["spec"]["template"].get("spec", {}).get("containers") or []
-        extra_ports = services.discovered_ports(service, containers) if service.port_discovery else {}
-        services.revert_apex_service(self._api, canary, key, value, extra_ports=extra_ports)
+        if not service.port_discovery:
+            return {}
+        return services.discovered_ports(service, target["spec"]["template"].get("spec", {}).get("containers") or [])
 
     def _owner(self, canary: Canary) -> dict[str, Any] | None:
         return owner.controller_reference(owner.find_canary_object(self._api, canary))
@@ -223,49 +227,47 @@ class KubernetesWorkload:
             daemonsets.check_update_strategy(target)
         selector = Selector(*selector_label(target, self._selector_labels))
         canary_owner = self._owner(canary)
-        # Bootstrapping ends by pointing the apex service at the primary: until then (this call or an earlier
-        # attempt that stopped early) the release is on its first sight of the target.
-        apex = rest.read_optional(self._api, rest.SERVICES, namespace, apex_service_name(canary))
-        apex_selector = (apex or {}).get("spec", {}).get("selector")
-        bootstrapped = apex_selector != {selector.key: selector.primary_value}
-        if rest.read_optional(self._api, kind.resource, namespace, primary_name(target_name)) is None:
+        primary_created = False
+
+        def build(current: rest.JsonObject | None) -> rest.JsonObject | None:
+            nonlocal primary_created
+            if current is not None:
+                return None
+            primary_created = True
+            # Built only for a missing primary (one read of it); its `-primary` config copies must exist first.
             refs = self._tracked(canary, target)
             self._sync_configs(canary, refs, canary_owner)
-            template = primary_template(kind, target, refs, selector, self._selector_labels)
-            revision = template_and_configs_revision(target["spec"]["template"], configs.as_tracked(refs))
-            created = new_primary(
+            return new_primary(
                 kind,
                 target,
-                template,
+                primary_template(kind, target, refs, selector, self._selector_labels),
                 selector,
                 include_label_prefixes=self._include,
                 owner=canary_owner,
-                revision=revision,
+                revision=template_and_configs_revision(target["spec"]["template"], configs.as_tracked(refs)),
             )
 
-            def build(current: rest.JsonObject | None) -> rest.JsonObject | None:
-                nonlocal bootstrapped
-                bootstrapped = bootstrapped or current is None
-                return created if current is None else None
-
-            rest.upsert(self._api, kind.resource, namespace, primary_name(target_name), build)
+        rest.upsert(self._api, kind.resource, namespace, primary_name(target_name), build)
         autoscalers.reconcile_primary_scaler(
             self._api, canary, owner=canary_owner, include_label_prefixes=self._include, init=True
         )
-        service = canary.spec.service
-        containers = target["spec"]["template"].get("spec", {}).get("containers") or []
-        extra_ports = services.discovered_ports(service, containers) if service.port_discovery else {}
+        extra_ports = self._extra_ports(canary, target)
         services.reconcile_canary_and_primary_services(
             self._api, canary, selector.key, selector.value, extra_ports=extra_ports, owner=canary_owner
         )
-        return _Bootstrap(selector=selector, extra_ports=extra_ports, owner=canary_owner, bootstrapped=bootstrapped)
+        return _Bootstrap(
+            selector=selector, extra_ports=extra_ports, owner=canary_owner, primary_created=primary_created
+        )
 
     def _finish_initialize(self, target: ReleaseTarget, kind: WorkloadKind, boot: _Bootstrap) -> InitializeResult:
         canary = target.canary
         namespace, target_name = canary.metadata.namespace, canary.spec.target_ref.name
-        services.reconcile_apex_service(
+        apex_switched = services.reconcile_apex_service(
             self._api, canary, boot.selector.key, boot.selector.value, extra_ports=boot.extra_ports, owner=boot.owner
         )
+        # Bootstrapping ends by pointing the apex service at the primary: until then (this call or an earlier
+        # attempt that stopped early) the release is on its first sight of the target.
+        bootstrapped = boot.primary_created or apex_switched
         image_changed = False
         if target.image:
             image_changed = self._set_image(canary, kind, target.image)
@@ -276,12 +278,10 @@ class KubernetesWorkload:
         primary = rest.read(self._api, kind.resource, namespace, primary_name(target_name))
         primary_revision = recorded_revision(primary)
         needs_analysis = revision != primary_revision
-        if boot.bootstrapped or not needs_analysis:
+        if bootstrapped or not needs_analysis:
             autoscalers.pause_target_scaler(self._api, canary)
             self._scale_to_zero(canary, kind)
-        parts = (
-            [f"{kind.resource.kind} {primary_name(target_name)}.{namespace} bootstrapped"] if boot.bootstrapped else []
-        )
+        parts = [f"{kind.resource.kind} {primary_name(target_name)}.{namespace} bootstrapped"] if bootstrapped else []
         if image_changed:
             parts.append(f"image {target.image} set on {target_name}")
         if needs_analysis:
@@ -289,7 +289,7 @@ class KubernetesWorkload:
         else:
             parts.append(f"{target_name} runs the primary's revision {revision}")
         return InitializeResult(
-            needs_analysis=needs_analysis, primary_bootstrapped=boot.bootstrapped, message="; ".join(parts)
+            needs_analysis=needs_analysis, primary_bootstrapped=bootstrapped, message="; ".join(parts)
         )
 
     def _set_image(self, canary: Canary, kind: WorkloadKind, image: str) -> bool:

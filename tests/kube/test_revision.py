@@ -10,22 +10,12 @@ from kubernetes.client.exceptions import ApiException
 
 from activities.kube.revision import tracked_configs, workload_revision
 from tests.fakekube.fake import FakeKube
-from tests.kube.test_workload_deployment import (
-    IMAGE_V2,
-    NS,
-    config_map,
-    make_canary,
-    podinfo_deployment,
-    secret,
-    update,
-)
+from tests.kube.workload_fixtures import NS, make_canary, seed_app, set_image, update
 
 
 def _seed(fake: FakeKube) -> None:
-    fake.seed(config_map("podinfo-config", {"color": "#34577c"}))
-    fake.seed(config_map("podinfo-untracked", {"MODE": "x"}, {"flagger.app/config-tracking": "disabled"}))
-    fake.seed(secret())
-    fake.seed(podinfo_deployment())
+    """The podinfo Deployment with its configs (a tracked ConfigMap and Secret, an untracked ConfigMap)."""
+    seed_app(fake, make_canary(), with_hpa=False)
 
 
 def test_tracked_configs_have_flaggers_shape_and_checksums(fake_kube: FakeKube) -> None:
@@ -57,10 +47,7 @@ def test_image_and_config_changes_change_the_revision_but_replicas_do_not(fake_k
     secret_changed = workload_revision(api, canary)
     assert secret_changed not in (first, config_changed)
 
-    def new_image(dep: dict[str, Any]) -> None:
-        dep["spec"]["template"]["spec"]["containers"][0]["image"] = IMAGE_V2
-
-    update(fake_kube, "apps/v1", "Deployment", "podinfo", new_image)
+    set_image(fake_kube, "Deployment", "podinfo")
     assert workload_revision(api, canary) not in (first, config_changed, secret_changed)
 
 

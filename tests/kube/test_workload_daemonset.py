@@ -8,12 +8,21 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import ERR_INVALID_SPEC, ERR_NOT_READY, ERR_PROGRESS_DEADLINE, ReadinessCheck, ReleaseTarget
+from activities.contracts import ERR_INVALID_SPEC, ERR_NOT_READY, ReadinessCheck, ReleaseTarget
 from activities.kube.revision import workload_revision
 from activities.workloads.kubernetes import KubernetesWorkload
 from canaryflow.spec import Canary
 from tests.fakekube.fake import FakeKube
-from tests.kube.test_workload_deployment import IMAGE_V1, IMAGE_V2, NS, config_map, get, update
+from tests.kube.workload_fixtures import (
+    IMAGE_V1,
+    IMAGE_V2,
+    NS,
+    config_map,
+    get,
+    kube_workload,
+    past_deadline,
+    set_image,
+)
 
 SCALED_DOWN = {"flagger.app/scale-to-zero": "true"}
 
@@ -60,19 +69,23 @@ def daemonset_canary() -> Canary:
     )
 
 
+def seed_agent(fake: FakeKube, strategy: str = "RollingUpdate") -> None:
+    fake.seed(config_map("agent-config", {"LOG": "info"}))
+    fake.seed(daemonset(strategy))
+
+
 def ds(fake: FakeKube, name: str) -> dict[str, Any]:
     return get(fake, "apps/v1", "DaemonSet", name)
 
 
 @pytest.fixture
 def workload(fake_kube: FakeKube) -> KubernetesWorkload:
-    return KubernetesWorkload(fake_kube.api_client(), poll_seconds=0.01, primary_ready_wait_seconds=2)
+    return kube_workload(fake_kube)
 
 
 async def test_daemonset_lifecycle(fake_kube: FakeKube, workload: KubernetesWorkload) -> None:
     canary = daemonset_canary()
-    fake_kube.seed(config_map("agent-config", {"LOG": "info"}))
-    fake_kube.seed(daemonset())
+    seed_agent(fake_kube)
     stored = fake_kube.seed(canary.model_dump(by_alias=True, exclude_none=True))
     target = ReleaseTarget(canary=canary)
     revision_before = workload_revision(fake_kube.api_client(), canary)
@@ -98,13 +111,7 @@ async def test_daemonset_lifecycle(fake_kube: FakeKube, workload: KubernetesWork
     revision_at_zero = workload_revision(fake_kube.api_client(), canary)
     assert revision_at_zero == revision_before  # the scale-to-zero node selector is not a new revision
 
-    update(
-        fake_kube,
-        "apps/v1",
-        "DaemonSet",
-        "agent",
-        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=IMAGE_V2),
-    )
+    set_image(fake_kube, "DaemonSet", "agent")
     assert (await workload.initialize(target)).needs_analysis
     await workload.scale_from_zero(target)
     assert ds(fake_kube, "agent")["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
@@ -126,8 +133,7 @@ async def test_daemonset_lifecycle(fake_kube: FakeKube, workload: KubernetesWork
 
 async def test_daemonset_readiness_and_deadline(fake_kube: FakeKube, workload: KubernetesWorkload) -> None:
     canary = daemonset_canary()
-    fake_kube.seed(config_map("agent-config", {"LOG": "info"}))
-    fake_kube.seed(daemonset())
+    seed_agent(fake_kube)
     target = ReleaseTarget(canary=canary)
     await workload.initialize(target)
     assert fake_kube.kubelet is not None
@@ -139,19 +145,12 @@ async def test_daemonset_readiness_and_deadline(fake_kube: FakeKube, workload: K
     assert waiting.value.message == (
         "canary daemonset agent.test not ready: waiting for rollout to finish: 0 out of 1 new pods have been updated"
     )
-    with pytest.raises(ApplicationError) as late:
-        await workload.check_ready(
-            ReadinessCheck(
-                target=target, workload="canary", progress_deadline_seconds=30, rollout_started_at=time.time() - 31
-            )
-        )
-    assert (late.value.type, late.value.non_retryable) == (ERR_PROGRESS_DEADLINE, True)
-    assert late.value.message.endswith("exceeded its progressDeadlineSeconds: 30")
+    late = await past_deadline(workload, target, 30)
+    assert late.message.endswith("exceeded its progressDeadlineSeconds: 30")
 
 
 async def test_daemonset_needs_rolling_update(fake_kube: FakeKube, workload: KubernetesWorkload) -> None:
-    fake_kube.seed(config_map("agent-config", {"LOG": "info"}))
-    fake_kube.seed(daemonset(strategy="OnDelete"))
+    seed_agent(fake_kube, strategy="OnDelete")
     with pytest.raises(ApplicationError) as invalid:
         await workload.initialize(ReleaseTarget(canary=daemonset_canary()))
     assert invalid.value.type == ERR_INVALID_SPEC
@@ -161,8 +160,7 @@ async def test_daemonset_needs_rolling_update(fake_kube: FakeKube, workload: Kub
 async def test_daemonset_finalize_removes_the_scale_to_zero_selector(
     fake_kube: FakeKube, workload: KubernetesWorkload
 ) -> None:
-    fake_kube.seed(config_map("agent-config", {"LOG": "info"}))
-    fake_kube.seed(daemonset())
+    seed_agent(fake_kube)
     target = ReleaseTarget(canary=daemonset_canary())
     await workload.initialize(target)
     assert "flagger.app/scale-to-zero" in ds(fake_kube, "agent")["spec"]["template"]["spec"]["nodeSelector"]

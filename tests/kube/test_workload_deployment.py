@@ -11,164 +11,29 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import ERR_NOT_READY, ERR_PROGRESS_DEADLINE, ReadinessCheck, ReleaseTarget
 from activities.kube.revision import workload_revision
 from activities.workloads.kubernetes import KubernetesWorkload
-from canaryflow.spec import Canary
 from tests.fakekube.fake import FakeKube
-
-NS = "test"
-IMAGE_V1 = "ghcr.io/stefanprodan/podinfo:6.0.0"
-IMAGE_V2 = "ghcr.io/stefanprodan/podinfo:6.0.1"
-WRITES = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def podinfo_deployment(image: str = IMAGE_V1, replicas: int = 2) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "podinfo",
-            "namespace": NS,
-            "labels": {"app": "podinfo", "team": "web", "kustomize.toolkit.fluxcd.io/name": "apps"},
-            "annotations": {"team.example.com/owner": "web"},
-        },
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": 60,
-            "minReadySeconds": 3,
-            "revisionHistoryLimit": 5,
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
-            "selector": {"matchLabels": {"app": "podinfo"}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": "podinfo", "version": "v1"},
-                    "annotations": {"prometheus.io/scrape": "true"},
-                },
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "podinfod",
-                            "image": image,
-                            "ports": [{"name": "http", "containerPort": 9898}, {"name": "grpc", "containerPort": 9999}],
-                            "env": [
-                                {
-                                    "name": "PODINFO_UI_COLOR",
-                                    "valueFrom": {"configMapKeyRef": {"name": "podinfo-config", "key": "color"}},
-                                }
-                            ],
-                            "envFrom": [{"configMapRef": {"name": "podinfo-untracked"}}],
-                            "volumeMounts": [{"name": "creds", "mountPath": "/etc/creds"}],
-                        }
-                    ],
-                    "volumes": [{"name": "creds", "secret": {"secretName": "podinfo-secret"}}],
-                    "topologySpreadConstraints": [
-                        {
-                            "maxSkew": 1,
-                            "topologyKey": "kubernetes.io/hostname",
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": {"app": "podinfo"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
-def config_map(name: str, data: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "namespace": NS, "labels": {"app": "podinfo"}}
-    if annotations:
-        metadata["annotations"] = annotations
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-
-
-def secret() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "podinfo-secret", "namespace": NS},
-        "type": "Opaque",
-        "data": {"password": "czNjcjN0"},
-    }
-
-
-def hpa(max_replicas: int = 4) -> dict[str, Any]:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "podinfo", "namespace": NS, "labels": {"app": "podinfo"}},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "minReplicas": 2,
-            "maxReplicas": max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 90}},
-                }
-            ],
-        },
-    }
-
-
-def make_canary(*, autoscaler: dict[str, Any] | None = None, **service: Any) -> Canary:
-    spec: dict[str, Any] = {
-        "provider": "kubernetes",
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-        "progressDeadlineSeconds": 60,
-        "service": {"port": 80, "targetPort": "http", **service},
-        "analysis": {"interval": "10s", "threshold": 2, "iterations": 3},
-    }
-    if autoscaler is not None:
-        spec["autoscalerRef"] = autoscaler
-    return Canary.model_validate(
-        {
-            "apiVersion": "canaryflow.dev/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": NS},
-            "spec": spec,
-        }
-    )
-
-
-HPA_REF = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}
-
-
-def seed_app(fake: FakeKube, canary: Canary, *, with_hpa: bool = True) -> str:
-    """Seed the target, its configs (and HPA) and the Canary object; returns the Canary's uid."""
-    fake.seed(config_map("podinfo-config", {"color": "#34577c"}))
-    fake.seed(config_map("podinfo-untracked", {"MODE": "x"}, {"flagger.app/config-tracking": "disabled"}))
-    fake.seed(secret())
-    if with_hpa:
-        fake.seed(hpa())
-    fake.seed(podinfo_deployment())
-    stored = fake.seed(canary.model_dump(by_alias=True, exclude_none=True))
-    uid: str = stored["metadata"]["uid"]
-    return uid
-
-
-def get(fake: FakeKube, api_version: str, kind: str, name: str) -> dict[str, Any]:
-    found = fake.get(api_version, kind, name, NS)
-    assert found is not None, f"{kind} {name} not found"
-    return found
-
-
-def deployment(fake: FakeKube, name: str) -> dict[str, Any]:
-    return get(fake, "apps/v1", "Deployment", name)
-
-
-def update(fake: FakeKube, api_version: str, kind: str, name: str, change: Any) -> None:
-    obj = get(fake, api_version, kind, name)
-    change(obj)
-    obj.pop("status", None)
-    fake.seed(obj)
-
-
-def writes(fake: FakeKube) -> list[str]:
-    return [f"{r.method} {r.path}" for r in fake.requests if r.method in WRITES]
+from tests.kube.workload_fixtures import (
+    HPA_REF,
+    IMAGE_V1,
+    IMAGE_V2,
+    NS,
+    deployment,
+    get,
+    hpa,
+    initialized_app,
+    kube_workload,
+    make_canary,
+    past_deadline,
+    seed_app,
+    set_image,
+    update,
+    writes,
+)
 
 
 @pytest.fixture
 def workload(fake_kube: FakeKube) -> KubernetesWorkload:
-    return KubernetesWorkload(fake_kube.api_client(), poll_seconds=0.01, primary_ready_wait_seconds=2)
+    return kube_workload(fake_kube)
 
 
 async def test_bootstrap_creates_primary_configs_autoscaler_and_services(
@@ -176,6 +41,7 @@ async def test_bootstrap_creates_primary_configs_autoscaler_and_services(
 ) -> None:
     canary = make_canary(autoscaler=HPA_REF)
     uid = seed_app(fake_kube, canary)
+    fake_kube.requests.clear()
     owner = {
         "apiVersion": "canaryflow.dev/v1beta1",
         "kind": "Canary",
@@ -188,6 +54,9 @@ async def test_bootstrap_creates_primary_configs_autoscaler_and_services(
     result = await workload.initialize(ReleaseTarget(canary=canary))
 
     assert (result.needs_analysis, result.primary_bootstrapped) == (False, True)
+    missing = [r.path for r in fake_kube.requests if r.method == "GET" and r.status == 404]
+    assert "/apis/apps/v1/namespaces/test/deployments/podinfo-primary" in missing
+    assert len(missing) == len(set(missing)), "an object found missing was looked up again"
     primary = deployment(fake_kube, "podinfo-primary")
     assert primary["metadata"]["ownerReferences"] == [owner]
     # No include-label prefix configured: only the selector label; toolkit/last-applied never copied.
@@ -386,17 +255,8 @@ async def test_new_revision_keeps_the_target_running_and_promotion_copies_everyt
 async def test_repeated_promotion_does_not_roll_the_primary_again(
     fake_kube: FakeKube, workload: KubernetesWorkload
 ) -> None:
-    canary = make_canary()
-    seed_app(fake_kube, canary, with_hpa=False)
-    target = ReleaseTarget(canary=canary)
-    await workload.initialize(target)
-    update(
-        fake_kube,
-        "apps/v1",
-        "Deployment",
-        "podinfo",
-        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=IMAGE_V2),
-    )
+    target = await initialized_app(fake_kube, workload)
+    set_image(fake_kube, "Deployment", "podinfo")
     await workload.promote(target)
     promoted = deployment(fake_kube, "podinfo-primary")
     fake_kube.requests.clear()
@@ -410,17 +270,8 @@ async def test_repeated_promotion_does_not_roll_the_primary_again(
 async def test_conflicts_during_promotion_are_retried_on_fresh_reads(
     fake_kube: FakeKube, workload: KubernetesWorkload
 ) -> None:
-    canary = make_canary()
-    seed_app(fake_kube, canary, with_hpa=False)
-    target = ReleaseTarget(canary=canary)
-    await workload.initialize(target)
-    update(
-        fake_kube,
-        "apps/v1",
-        "Deployment",
-        "podinfo",
-        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=IMAGE_V2),
-    )
+    target = await initialized_app(fake_kube, workload)
+    set_image(fake_kube, "Deployment", "podinfo")
     update(fake_kube, "v1", "ConfigMap", "podinfo-config", lambda cm: cm["data"].update(color="#ff0000"))
     fake_kube.inject_fault("PUT", r"/deployments/podinfo-primary$", status=409, reason="Conflict", times=2)
     fake_kube.inject_fault("PUT", r"/configmaps/podinfo-config-primary$", status=409, reason="Conflict", times=1)
@@ -436,17 +287,8 @@ async def test_conflicts_during_promotion_are_retried_on_fresh_reads(
 async def test_rollback_scales_the_canary_to_zero_and_leaves_the_primary_alone(
     fake_kube: FakeKube, workload: KubernetesWorkload
 ) -> None:
-    canary = make_canary()
-    seed_app(fake_kube, canary, with_hpa=False)
-    target = ReleaseTarget(canary=canary)
-    await workload.initialize(target)
-    update(
-        fake_kube,
-        "apps/v1",
-        "Deployment",
-        "podinfo",
-        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=IMAGE_V2),
-    )
+    target = await initialized_app(fake_kube, workload)
+    set_image(fake_kube, "Deployment", "podinfo")
     await workload.scale_from_zero(target)
     assert deployment(fake_kube, "podinfo")["spec"]["replicas"] == 2  # the primary's replicas (no autoscaler)
     primary_before = deployment(fake_kube, "podinfo-primary")
@@ -463,10 +305,7 @@ async def test_rollback_scales_the_canary_to_zero_and_leaves_the_primary_alone(
 async def test_stuck_rollout_is_not_ready_then_past_the_deadline(
     fake_kube: FakeKube, workload: KubernetesWorkload
 ) -> None:
-    canary = make_canary()
-    seed_app(fake_kube, canary, with_hpa=False)
-    target = ReleaseTarget(canary=canary)
-    await workload.initialize(target)
+    target = await initialized_app(fake_kube, workload)
     assert fake_kube.kubelet is not None
     fake_kube.kubelet.set_mode(NS, "podinfo", "stuck")
     await workload.scale_from_zero(target)
@@ -479,13 +318,7 @@ async def test_stuck_rollout_is_not_ready_then_past_the_deadline(
         "waiting for rollout to finish: 1 out of 2 new replicas have been updated"
     )
 
-    with pytest.raises(ApplicationError) as late:
-        await workload.check_ready(
-            ReadinessCheck(
-                target=target, workload="canary", progress_deadline_seconds=60, rollout_started_at=time.time() - 61
-            )
-        )
-    assert (late.value.type, late.value.non_retryable) == (ERR_PROGRESS_DEADLINE, True)
+    await past_deadline(workload, target, 60)
 
     fake_kube.kubelet.set_mode(NS, "podinfo", "progress-deadline-exceeded")
     with pytest.raises(ApplicationError) as exceeded:
@@ -498,7 +331,7 @@ async def test_stuck_rollout_is_not_ready_then_past_the_deadline(
 
 
 async def test_initialize_waits_for_the_primary_before_switching_traffic(fake_kube: FakeKube) -> None:
-    workload = KubernetesWorkload(fake_kube.api_client(), poll_seconds=0.01, primary_ready_wait_seconds=0.2)
+    workload = kube_workload(fake_kube, primary_ready_wait_seconds=0.2)
     canary = make_canary()
     seed_app(fake_kube, canary, with_hpa=False)
     assert fake_kube.kubelet is not None
@@ -525,9 +358,7 @@ async def test_missing_target_is_a_typed_non_retryable_error(fake_kube: FakeKube
 
 
 async def test_without_a_canary_object_nothing_is_owned_and_label_prefixes_are_copied(fake_kube: FakeKube) -> None:
-    workload = KubernetesWorkload(
-        fake_kube.api_client(), include_label_prefixes=["team"], poll_seconds=0.01, primary_ready_wait_seconds=2
-    )
+    workload = kube_workload(fake_kube, include_label_prefixes=["team"])
     canary = make_canary()
     seed_app(fake_kube, canary, with_hpa=False)
     fake_kube.store.delete(fake_kube.resource_type("canaryflow.dev/v1beta1", "Canary"), NS, "podinfo")

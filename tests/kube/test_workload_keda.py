@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from activities.contracts import ReleaseTarget
-from activities.workloads.kubernetes import KubernetesWorkload
 from tests.fakekube.fake import FakeKube
-from tests.kube.test_workload_deployment import IMAGE_V2, NS, get, make_canary, seed_app, update
+from tests.kube.workload_fixtures import NS, get, kube_workload, make_canary, seed_app, set_image, update
 
 KEDA = "keda.sh/v1alpha1"
 PAUSED = "autoscaling.keda.sh/paused-replicas"
@@ -45,7 +44,7 @@ def scaled(fake: FakeKube, name: str) -> dict[str, Any]:
 
 
 async def test_scaled_object_primary_pause_resume_and_promotion(fake_kube: FakeKube) -> None:
-    workload = KubernetesWorkload(fake_kube.api_client(), poll_seconds=0.01, primary_ready_wait_seconds=2)
+    workload = kube_workload(fake_kube)
     canary = make_canary(autoscaler=SO_REF)
     fake_kube.seed(scaled_object())
     seed_app(fake_kube, canary, with_hpa=False)
@@ -63,13 +62,7 @@ async def test_scaled_object_primary_pause_resume_and_promotion(fake_kube: FakeK
     assert scaled(fake_kube, "podinfo-so")["metadata"]["annotations"][PAUSED] == "0"
     assert get(fake_kube, "apps/v1", "Deployment", "podinfo")["spec"]["replicas"] == 0
 
-    update(
-        fake_kube,
-        "apps/v1",
-        "Deployment",
-        "podinfo",
-        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=IMAGE_V2),
-    )
+    set_image(fake_kube, "Deployment", "podinfo")
     assert (await workload.initialize(target)).needs_analysis
     await workload.scale_from_zero(target)
     assert PAUSED not in (scaled(fake_kube, "podinfo-so")["metadata"].get("annotations") or {})

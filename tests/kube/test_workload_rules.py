@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.kube.autoscalers import primary_scaled_object_spec
+from activities.kube.autoscalers import primary_hpa_spec, primary_scaled_object_spec
 from activities.kube.labels import include_by_prefix, primary_labels, selector_label
 from activities.kube.podspec import image_repository, set_container_image
 from activities.kube.readiness import daemonset_readiness, deployment_readiness, threshold_count
@@ -196,3 +196,23 @@ def test_keda_primary_queries_point_at_the_primary() -> None:
     assert replaced["triggers"][0]["metadata"]["query"] == "sum(primary_rps)"
     assert (replaced["minReplicaCount"], replaced["maxReplicaCount"]) == (2, 5)
     assert scaled_object["spec"]["triggers"][0]["metadata"]["query"].startswith('sum(rate(x{pod=~"podinfo-canary')
+
+
+def test_primary_hpa_scales_the_primary_with_primary_scaler_replicas() -> None:
+    hpa: dict[str, Any] = {
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "minReplicas": 2,
+            "maxReplicas": 4,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
+        }
+    }
+    ref = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}
+    assert primary_hpa_spec(_canary(ref), hpa) == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo-primary"},
+        "minReplicas": 2,
+        "maxReplicas": 4,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
+    }
+    only_max = primary_hpa_spec(_canary({**ref, "primaryScalerReplicas": {"maxReplicas": 10}}), hpa)
+    assert (only_max["minReplicas"], only_max["maxReplicas"]) == (2, 10)
