@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .kinds import ResourceType
+from .kinds import DEFAULT_VERBS, ResourceType
 from .registry import Registry
 
 VERSION_INFO = {
@@ -59,7 +59,7 @@ def _resource_entries(resource_type: ResourceType) -> list[dict[str, Any]]:
         "singularName": resource_type.singular_name,
         "namespaced": resource_type.namespaced,
         "kind": resource_type.kind,
-        "verbs": list(resource_type.verbs),
+        "verbs": list(DEFAULT_VERBS),
     }
     if resource_type.short_names:
         main["shortNames"] = list(resource_type.short_names)

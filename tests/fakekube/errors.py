@@ -34,7 +34,7 @@ def qualified(plural: str, group: str) -> str:
     return f"{plural}.{group}" if group else plural
 
 
-def _details(name: str, group: str, kind: str) -> dict[str, Any]:
+def details_of(name: str, group: str, kind: str) -> dict[str, Any]:
     details: dict[str, Any] = {"name": name, "kind": kind}
     if group:
         details["group"] = group
@@ -42,25 +42,25 @@ def _details(name: str, group: str, kind: str) -> dict[str, Any]:
 
 
 def not_found(plural: str, group: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{qualified(plural, group)} "{name}" not found', _details(name, group, plural))
+    return ApiError(404, "NotFound", f'{qualified(plural, group)} "{name}" not found', details_of(name, group, plural))
 
 
 def already_exists(plural: str, group: str, name: str) -> ApiError:
     message = f'{qualified(plural, group)} "{name}" already exists'
-    return ApiError(409, "AlreadyExists", message, _details(name, group, plural))
+    return ApiError(409, "AlreadyExists", message, details_of(name, group, plural))
 
 
 def conflict(plural: str, group: str, name: str, why: str | None = None) -> ApiError:
     why = why or "the object has been modified; please apply your changes to the latest version and try again"
     message = f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": {why}'
-    return ApiError(409, "Conflict", message, _details(name, group, plural))
+    return ApiError(409, "Conflict", message, details_of(name, group, plural))
 
 
 def invalid(
     kind: str, group: str, name: str, field: str, detail: str, cause_reason: str = "FieldValueInvalid"
 ) -> ApiError:
     message = f'{qualified(kind, group)} "{name}" is invalid: {field}: {detail}'
-    details = _details(name, group, kind)
+    details = details_of(name, group, kind)
     details["causes"] = [{"reason": cause_reason, "message": detail, "field": field}]
     return ApiError(422, "Invalid", message, details)
 

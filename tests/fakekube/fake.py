@@ -155,12 +155,11 @@ class FakeKube:
         body = copy.deepcopy(crd)
         body.get("metadata", {}).pop("resourceVersion", None)
         with self.store.lock:
-            if self.get(_CRD_API_VERSION, "CustomResourceDefinition", name) is None:
+            existing = self.get(_CRD_API_VERSION, "CustomResourceDefinition", name)
+            if existing is None:
                 self.store.create(crd_type, None, body)
             else:
-                body["metadata"]["resourceVersion"] = self.store.get(crd_type, None, name)["metadata"][
-                    "resourceVersion"
-                ]
+                body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
                 self.store.replace(crd_type, None, name, body)
 
     def register_fixture_crds(self, *names: str) -> None:

@@ -34,7 +34,6 @@ class ResourceType:
     returns_deleted_object: bool = False
     list_kind: str = ""
     singular: str = ""
-    verbs: tuple[str, ...] = DEFAULT_VERBS
     # Custom resources of one CRD share storage across versions (no conversion: only apiVersion is rewritten).
     storage_group_resource: tuple[str, str] = field(default=("", ""))
     printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
@@ -56,12 +55,22 @@ class ResourceType:
         return self.list_kind or f"{self.kind}List"
 
 
-def _builtin(group: str, version: str, kind: str, plural: str, **kwargs: object) -> ResourceType:
-    return ResourceType(group=group, version=version, kind=kind, plural=plural, **kwargs)  # type: ignore[arg-type]
+def _apps_workload(kind: str, plural: str, short_name: str, *, scalable: bool = True) -> ResourceType:
+    return ResourceType(
+        "apps",
+        "v1",
+        kind,
+        plural,
+        short_names=(short_name,),
+        has_status=True,
+        scale=ScaleSpec() if scalable else None,
+        tracks_generation=True,
+        categories=("all",),
+    )
 
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
-    _builtin(
+    ResourceType(
         "",
         "v1",
         "Namespace",
@@ -71,7 +80,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         has_status=True,
         returns_deleted_object=True,
     ),
-    _builtin(
+    ResourceType(
         "",
         "v1",
         "Service",
@@ -81,59 +90,20 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         returns_deleted_object=True,
         categories=("all",),
     ),
-    _builtin("", "v1", "ConfigMap", "configmaps", short_names=("cm",)),
-    _builtin("", "v1", "Secret", "secrets"),
-    _builtin("", "v1", "Event", "events", short_names=("ev",)),
-    _builtin(
+    ResourceType("", "v1", "ConfigMap", "configmaps", short_names=("cm",)),
+    ResourceType("", "v1", "Secret", "secrets"),
+    ResourceType("", "v1", "Event", "events", short_names=("ev",)),
+    ResourceType(
         "", "v1", "Pod", "pods", short_names=("po",), has_status=True, returns_deleted_object=True, categories=("all",)
     ),
-    _builtin("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), returns_deleted_object=True),
-    _builtin("", "v1", "Endpoints", "endpoints", short_names=("ep",), singular="endpoints"),
-    _builtin("events.k8s.io", "v1", "Event", "events", short_names=("ev",)),
-    _builtin(
-        "apps",
-        "v1",
-        "Deployment",
-        "deployments",
-        short_names=("deploy",),
-        has_status=True,
-        scale=ScaleSpec(),
-        tracks_generation=True,
-        categories=("all",),
-    ),
-    _builtin(
-        "apps",
-        "v1",
-        "DaemonSet",
-        "daemonsets",
-        short_names=("ds",),
-        has_status=True,
-        tracks_generation=True,
-        categories=("all",),
-    ),
-    _builtin(
-        "apps",
-        "v1",
-        "ReplicaSet",
-        "replicasets",
-        short_names=("rs",),
-        has_status=True,
-        scale=ScaleSpec(),
-        tracks_generation=True,
-        categories=("all",),
-    ),
-    _builtin(
-        "apps",
-        "v1",
-        "StatefulSet",
-        "statefulsets",
-        short_names=("sts",),
-        has_status=True,
-        scale=ScaleSpec(),
-        tracks_generation=True,
-        categories=("all",),
-    ),
-    _builtin(
+    ResourceType("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), returns_deleted_object=True),
+    ResourceType("", "v1", "Endpoints", "endpoints", short_names=("ep",), singular="endpoints"),
+    ResourceType("events.k8s.io", "v1", "Event", "events", short_names=("ev",)),
+    _apps_workload("Deployment", "deployments", "deploy"),
+    _apps_workload("DaemonSet", "daemonsets", "ds", scalable=False),
+    _apps_workload("ReplicaSet", "replicasets", "rs"),
+    _apps_workload("StatefulSet", "statefulsets", "sts"),
+    ResourceType(
         "autoscaling",
         "v2",
         "HorizontalPodAutoscaler",
@@ -142,10 +112,10 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         has_status=True,
         categories=("all",),
     ),
-    _builtin(
+    ResourceType(
         "networking.k8s.io", "v1", "Ingress", "ingresses", short_names=("ing",), has_status=True, tracks_generation=True
     ),
-    _builtin(
+    ResourceType(
         "apiextensions.k8s.io",
         "v1",
         "CustomResourceDefinition",
@@ -155,7 +125,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         has_status=True,
         tracks_generation=True,
     ),
-    _builtin("coordination.k8s.io", "v1", "Lease", "leases"),
+    ResourceType("coordination.k8s.io", "v1", "Lease", "leases"),
 )
 
+# What `/scale` reads and writes: patches to it are applied to this type, not to the scaled object's.
 SCALE_TYPE = ResourceType(group="autoscaling", version="v1", kind="Scale", plural="scale")

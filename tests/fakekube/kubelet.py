@@ -7,23 +7,21 @@ like a real controller's UpdateStatus.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from typing import Any, Literal
 
 from .fake import FakeKube
 from .kinds import ResourceType
-from .store import Obj, now
+from .store import SAFE_ALPHANUMS, Obj, Operation, now
 
 Mode = Literal["ready", "stuck", "progress-deadline-exceeded"]
 MODES: tuple[Mode, ...] = ("ready", "stuck", "progress-deadline-exceeded")
-_HASH_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def _pod_template_hash(template: Any) -> str:
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
-    return "".join(_HASH_CHARS[byte % len(_HASH_CHARS)] for byte in digest[:10])
+    return "".join(SAFE_ALPHANUMS[byte % len(SAFE_ALPHANUMS)] for byte in digest[:10])
 
 
 def _condition(previous: list[Obj], kind: str, status: str, reason: str, message: str) -> Obj:
@@ -51,44 +49,30 @@ def _without_zeros(status: Obj, always: tuple[str, ...] = ()) -> Obj:
     return {key: value for key, value in status.items() if value != 0 or key in always}
 
 
+# (status, reason, message) of the Available condition, by whether the minimum of replicas is available.
+_AVAILABLE = {
+    True: ("True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+    False: ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."),
+}
+# (status, reason, end of the message after `ReplicaSet "<name>"`) of the Progressing condition, by mode.
+_PROGRESSING: dict[Mode, tuple[str, str, str]] = {
+    "ready": ("True", "NewReplicaSetAvailable", "has successfully progressed."),
+    "stuck": ("True", "ReplicaSetUpdated", "is progressing."),
+    "progress-deadline-exceeded": ("False", "ProgressDeadlineExceeded", "has timed out progressing."),
+}
+
+
 def deployment_status(deployment: Obj, mode: Mode) -> Obj:
     spec, meta = deployment.get("spec") or {}, deployment["metadata"]
     desired = spec.get("replicas", 1)
     updated = desired if mode == "ready" else max(desired - 1, 0)
     replica_set = f"{meta['name']}-{_pod_template_hash(spec.get('template'))}"
     previous = (deployment.get("status") or {}).get("conditions") or []
-    if updated > 0 or desired == 0:
-        available = _condition(
-            previous, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
-        )
-    else:
-        available = _condition(
-            previous,
-            "Available",
-            "False",
-            "MinimumReplicasUnavailable",
-            "Deployment does not have minimum availability.",
-        )
-    if mode == "ready":
-        progressing = _condition(
-            previous,
-            "Progressing",
-            "True",
-            "NewReplicaSetAvailable",
-            f'ReplicaSet "{replica_set}" has successfully progressed.',
-        )
-    elif mode == "stuck":
-        progressing = _condition(
-            previous, "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{replica_set}" is progressing.'
-        )
-    else:
-        progressing = _condition(
-            previous,
-            "Progressing",
-            "False",
-            "ProgressDeadlineExceeded",
-            f'ReplicaSet "{replica_set}" has timed out progressing.',
-        )
+    available = _condition(previous, "Available", *_AVAILABLE[updated > 0 or desired == 0])
+    progressing_status, progressing_reason, progress = _PROGRESSING[mode]
+    progressing = _condition(
+        previous, "Progressing", progressing_status, progressing_reason, f'ReplicaSet "{replica_set}" {progress}'
+    )
     status = _without_zeros(
         {
             "observedGeneration": meta.get("generation", 1),
@@ -157,7 +141,7 @@ class Kubelet:
             if obj is not None:
                 self._write_status(self.fake.resource_type("apps/v1", kind), obj)
 
-    def _on_write(self, resource_type: ResourceType, operation: str, old: Obj | None, new: Obj) -> None:
+    def _on_write(self, resource_type: ResourceType, operation: Operation, old: Obj | None, new: Obj) -> None:
         if operation in ("status", "delete") or resource_type.group != "apps":
             return
         if resource_type.kind in ("Deployment", "DaemonSet") and not new["metadata"].get("deletionTimestamp"):
@@ -167,7 +151,7 @@ class Kubelet:
         meta = obj["metadata"]
         mode = self.mode_for(meta.get("namespace", ""), meta["name"])
         if resource_type.kind == "Deployment":
-            status = deployment_status(copy.deepcopy(obj), mode)
+            status = deployment_status(obj, mode)
         else:
             status = daemonset_status(obj, mode, self.daemonset_nodes)
         self.fake.store.write_status(resource_type, meta.get("namespace"), meta["name"], status)

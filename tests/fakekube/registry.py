@@ -35,9 +35,6 @@ class Registry:
         for resource_type in self._by_crd.pop(crd_name, []):
             self._types.pop((resource_type.group, resource_type.version, resource_type.plural), None)
 
-    def crd_types(self, crd_name: str) -> list[ResourceType]:
-        return list(self._by_crd.get(crd_name, []))
-
     def group_versions(self) -> dict[str, list[str]]:
         """group → served versions, the first being the preferred one (order of registration)."""
         result: dict[str, list[str]] = {}

@@ -38,3 +38,13 @@ def virtual_service(name: str = "podinfo", api_version: str = "networking.istio.
         "metadata": {"name": name},
         "spec": {"hosts": [name], "http": [{"route": [{"destination": {"host": f"{name}-primary"}, "weight": 100}]}]},
     }
+
+
+def crd(group: str, names: dict[str, Any], scope: str, versions: list[dict[str, Any]]) -> dict[str, Any]:
+    """A CustomResourceDefinition named `<plural>.<group>`, as the apiserver requires."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{names['plural']}.{group}"},
+        "spec": {"group": group, "names": names, "scope": scope, "versions": versions},
+    }

@@ -105,7 +105,8 @@ class ApiServer:
             if len(parts) == 1:
                 with self.store.lock:
                     return _json(discovery.api_group_list(self.store.registry))
-            versions = self.store.registry.group_versions().get(parts[1])
+            with self.store.lock:
+                versions = self.store.registry.group_versions().get(parts[1])
             if not versions:
                 raise errors.unknown_resource()
             if len(parts) == 2:
@@ -118,13 +119,13 @@ class ApiServer:
     ) -> web.StreamResponse:
         with self.store.lock:
             types = self.store.registry.resources(group, version)
+            target = self._target(group, version, rest) if types and rest else None
         if not types:
             raise errors.unknown_resource()
-        if not rest:
+        if target is None:
             if request.method != "GET":
                 raise errors.method_not_allowed()
             return _json(discovery.resource_list(group, version, types))
-        target = self._target(group, version, rest)
         if request.query.get("dryRun"):
             raise errors.bad_request("fakekube does not implement dryRun")
         return await self._dispatch(request, target)
@@ -151,32 +152,39 @@ class ApiServer:
         return Target(resource_type, namespace, name, subresource)
 
     async def _dispatch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        if target.name is None:
+            return await self._collection(request, target)
+        if target.subresource == "scale":
+            return await self._scale(request, target, target.name)
+        return await self._object(request, target, target.name)
+
+    async def _collection(self, request: web.Request, target: Target) -> web.StreamResponse:
+        method, resource_type, namespace = request.method, target.resource_type, target.namespace
+        if method == "GET":
+            return await self._list_or_watch(request, target)
+        if method == "POST" and (namespace is not None or not resource_type.namespaced):
+            return _json(self.store.create(resource_type, namespace, await _body(request, required=True)), 201)
+        if method == "DELETE":
+            options = _delete_options(request, await _body(request))
+            return _json(self.store.delete_collection(resource_type, namespace, _matcher(request), options))
+        raise errors.method_not_allowed()
+
+    async def _scale(self, request: web.Request, target: Target, name: str) -> web.StreamResponse:
+        method, resource_type, namespace = request.method, target.resource_type, target.namespace
+        if method == "GET":
+            return _json(self.store.get_scale(resource_type, namespace, name))
+        if method == "PUT":
+            return _json(self.store.replace_scale(resource_type, namespace, name, await _body(request, required=True)))
+        if method == "PATCH":
+            content_type = request.headers.get("Content-Type", "")
+            patch = await _body(request, required=True)
+            return _json(self.store.patch_scale(resource_type, namespace, name, content_type, patch))
+        raise errors.method_not_allowed()
+
+    async def _object(self, request: web.Request, target: Target, name: str) -> web.StreamResponse:
+        """One object or its /status (the only other subresource `_target` lets through)."""
         method, store = request.method, self.store
-        resource_type, namespace, name, subresource = (
-            target.resource_type,
-            target.namespace,
-            target.name,
-            target.subresource,
-        )
-        if name is None:
-            if method == "GET":
-                return await self._list_or_watch(request, target)
-            if method == "POST" and (namespace is not None or not resource_type.namespaced):
-                return _json(store.create(resource_type, namespace, await _body(request, required=True)), 201)
-            if method == "DELETE":
-                options = _delete_options(request, await _body(request))
-                return _json(store.delete_collection(resource_type, namespace, _matcher(request), options))
-            raise errors.method_not_allowed()
-        if subresource == "scale":
-            if method == "GET":
-                return _json(store.get_scale(resource_type, namespace, name))
-            if method == "PUT":
-                return _json(store.replace_scale(resource_type, namespace, name, await _body(request, required=True)))
-            if method == "PATCH":
-                content_type = request.headers.get("Content-Type", "")
-                patch = await _body(request, required=True)
-                return _json(store.patch_scale(resource_type, namespace, name, content_type, patch))
-            raise errors.method_not_allowed()
+        resource_type, namespace, subresource = target.resource_type, target.namespace, target.subresource
         if method == "GET":
             obj = store.get(resource_type, namespace, name)
             if table.wants_table(request.headers.get("Accept", "")):
@@ -184,9 +192,8 @@ class ApiServer:
                 return _json(table.table(resource_type, [obj], obj["metadata"]["resourceVersion"], include))
             return _json(obj)
         if method == "PUT":
-            return _json(
-                store.replace(resource_type, namespace, name, await _body(request, required=True), subresource)
-            )
+            body = await _body(request, required=True)
+            return _json(store.replace(resource_type, namespace, name, body, subresource))
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "")
             patch = await _body(request, required=True)

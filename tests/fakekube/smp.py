@@ -91,34 +91,32 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], path: tuple[str,
             result[key] = _merge_list(current if isinstance(current, list) else [], value, (*path, key))
         else:
             result[key] = value
-    for key, value in patch.items():
-        if key.startswith("$deleteFromPrimitiveList/") and isinstance(value, list):
-            field = key.split("/", 1)[1]
-            if isinstance(result.get(field), list):
-                result[field] = [item for item in result[field] if item not in value]
-        elif key.startswith("$setElementOrder/") and isinstance(value, list):
-            field = key.split("/", 1)[1]
-            if isinstance(result.get(field), list):
-                result[field] = _reorder(result[field], value, _list_strategy((*path, field)))
+    _apply_list_directives(result, patch, path)
     retain = patch.get("$retainKeys")
     if isinstance(retain, list):
         result = {key: value for key, value in result.items() if key in retain}
     return result
 
 
+def _apply_list_directives(result: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...]) -> None:
+    """`$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>`, once the fields themselves are merged."""
+    for key, value in patch.items():
+        directive, _, field = key.partition("/")
+        if not isinstance(value, list) or not isinstance(result.get(field), list):
+            continue
+        if directive == "$deleteFromPrimitiveList":
+            result[field] = [item for item in result[field] if item not in value]
+        elif directive == "$setElementOrder":
+            result[field] = _reorder(result[field], value, _list_strategy((*path, field)))
+
+
 def _reorder(items: list[Any], order: list[Any], strategy: tuple[str, str]) -> list[Any]:
     kind, merge_key = strategy
-    if kind == "merge":
-        wanted = [entry.get(merge_key) for entry in order if isinstance(entry, dict)]
 
-        def identity(item: Any) -> Any:
-            return item.get(merge_key) if isinstance(item, dict) else item
-    else:
-        wanted = list(order)
+    def identity(item: Any) -> Any:
+        return item.get(merge_key) if kind == "merge" and isinstance(item, dict) else item
 
-        def identity(item: Any) -> Any:
-            return item
-
+    wanted = [entry.get(merge_key) for entry in order if isinstance(entry, dict)] if kind == "merge" else list(order)
     ranked = [item for key in wanted for item in items if identity(item) == key]
     return ranked + [item for item in items if identity(item) not in wanted]
 

@@ -14,21 +14,23 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from . import errors, strategies
 from .crds import types_from_crd
-from .kinds import ResourceType
+from .kinds import SCALE_TYPE, ResourceType
 from .patching import apply_patch
 from .registry import Registry
 from .selectors import selector_to_string
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # storage group, storage plural, namespace ("" if cluster-scoped), name
-WriteHook = Callable[[ResourceType, str, Obj | None, Obj], None]  # (type, operation, old, new); operation below
-OPERATIONS = ("create", "update", "status", "scale", "delete")
+Operation = Literal["create", "update", "status", "scale", "delete"]
+WriteHook = Callable[[ResourceType, Operation, Obj | None, Obj], None]  # (type, operation, old, new)
+_SUBRESOURCE_OPERATIONS: dict[str, Operation] = {"status": "status", "scale": "scale"}
 _SERVER_OWNED_METADATA = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
-_GENERATED_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+# The characters Kubernetes uses in generated names (no vowels, no look-alikes).
+SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,48 @@ def _check_type_of_body(resource_type: ResourceType | None, body: Obj) -> None:
         )
 
 
+def _name_for_create(resource_type: ResourceType, meta: Obj) -> str:
+    """metadata.name, or generateName plus a random suffix; 422 when neither is given."""
+    if meta.get("name"):
+        return str(meta["name"])
+    if not meta.get("generateName"):
+        raise errors.invalid(
+            resource_type.kind,
+            resource_type.group,
+            "",
+            "metadata.name",
+            "Required value: name or generateName is required",
+            "FieldValueRequired",
+        )
+    return f"{meta['generateName']}{''.join(random.choices(SAFE_ALPHANUMS, k=5))}"
+
+
+def _split_status_write(resource_type: ResourceType, current: Obj, candidate: Obj, subresource: str | None) -> Obj:
+    """A /status write changes only `.status`; a write to the main resource of a kind with /status keeps it."""
+    if subresource == "status":
+        new, source = copy.deepcopy(current), candidate
+    elif resource_type.has_status:
+        new, source = candidate, current
+    else:
+        return candidate
+    if "status" not in source:
+        new.pop("status", None)
+    elif subresource == "status":
+        new["status"] = strategies.complete_status(resource_type, source["status"])
+    else:
+        new["status"] = copy.deepcopy(source["status"])
+    return new
+
+
+def _propagation_policy(options: Obj) -> str:
+    """DeleteOptions.propagationPolicy, or the deprecated orphanDependents=true; Background by default."""
+    return str(options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else "Background"))
+
+
 class Store:
     def __init__(self, compact_after_events: int = 1000) -> None:
         self.lock = threading.RLock()
         self.registry = Registry()
-        self.compact_after_events = compact_after_events
         self.objects: dict[Key, Obj] = {}
         self.events: deque[Event] = deque(maxlen=compact_after_events)
         self.listeners: set[Callable[[Event], None]] = set()
@@ -134,7 +173,13 @@ class Store:
             listener(event)
 
     def _commit(
-        self, resource_type: ResourceType, key: Key, new: Obj, old: Obj | None, operation: str, run_hooks: bool = True
+        self,
+        resource_type: ResourceType,
+        key: Key,
+        new: Obj,
+        old: Obj | None,
+        operation: Operation,
+        run_hooks: bool = True,
     ) -> Obj:
         """Store `new` with a fresh resourceVersion, log and broadcast the event, then run the write hooks."""
         self.resource_version += 1
@@ -204,19 +249,7 @@ class Store:
                 meta.pop("namespace", None)
             if meta.get("resourceVersion"):
                 raise errors.internal("resourceVersion should not be set on objects to be created")
-            if not meta.get("name"):
-                if not meta.get("generateName"):
-                    raise errors.invalid(
-                        resource_type.kind,
-                        resource_type.group,
-                        "",
-                        "metadata.name",
-                        "Required value: name or generateName is required",
-                        "FieldValueRequired",
-                    )
-                suffix = "".join(random.choices(_GENERATED_SUFFIX_CHARS, k=5))
-                meta["name"] = f"{meta['generateName']}{suffix}"
-            name = meta["name"]
+            name = meta["name"] = _name_for_create(resource_type, meta)
             strategies.validate_name(resource_type, name)
             if resource_type.namespaced:
                 self._require_namespace(resource_type, namespace or "", name)
@@ -321,19 +354,7 @@ class Store:
     def _apply_update(
         self, resource_type: ResourceType, key: Key, current: Obj, candidate: Obj, subresource: str | None
     ) -> Obj:
-        if subresource == "status":
-            new = copy.deepcopy(current)
-            if "status" in candidate:
-                new["status"] = strategies.complete_status(resource_type, candidate["status"])
-            else:
-                new.pop("status", None)
-        else:
-            new = candidate
-            if resource_type.has_status:
-                if "status" in current:
-                    new["status"] = copy.deepcopy(current["status"])
-                else:
-                    new.pop("status", None)
+        new = _split_status_write(resource_type, current, candidate, subresource)
         new["apiVersion"], new["kind"] = current["apiVersion"], current["kind"]
         meta, old_meta = new.setdefault("metadata", {}), current["metadata"]
         for field in (*_SERVER_OWNED_METADATA, "name", "namespace", "resourceVersion"):
@@ -368,7 +389,7 @@ class Store:
         if old_meta.get("deletionTimestamp") and not meta.get("finalizers"):
             policy = self._deferred_policies.pop(meta["uid"], "Background")
             return present(resource_type, self._remove(key, new, policy))
-        operation = {"status": "status", "scale": "scale"}.get(subresource or "", "update")
+        operation = _SUBRESOURCE_OPERATIONS.get(subresource or "", "update")
         return self._commit(resource_type, key, new, copy.deepcopy(current), operation)
 
     def write_status(self, resource_type: ResourceType, namespace: str | None, name: str, status: Obj) -> Obj:
@@ -429,8 +450,7 @@ class Store:
     ) -> Obj:
         with self.lock:
             current_scale = self.get_scale(resource_type, namespace, name)
-            scale_type = ResourceType(group="autoscaling", version="v1", kind="Scale", plural="scale")
-            patched = apply_patch(scale_type, content_type, current_scale, patch_body)
+            patched = apply_patch(SCALE_TYPE, content_type, current_scale, patch_body)
             return self.replace_scale(resource_type, namespace, name, patched)
 
     # -- delete ------------------------------------------------------------------------------------------------
@@ -452,7 +472,7 @@ class Store:
                         f"{label} in object meta: {meta.get(field)}"
                     )
                     raise errors.conflict(resource_type.plural, resource_type.group, name, why)
-            policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else "Background")
+            policy = _propagation_policy(options)
             if strategies.is_kind(resource_type, "", "Namespace"):
                 return 200, present(resource_type, self._delete_namespace(key, current))
             removed, final = self._delete_key(key, policy)
@@ -461,9 +481,7 @@ class Store:
                 return code, present(resource_type, final)
             if resource_type.returns_deleted_object:
                 return 200, present(resource_type, final)
-            details = {"name": name, "kind": resource_type.plural, "uid": meta["uid"]}
-            if resource_type.group:
-                details["group"] = resource_type.group
+            details = {**errors.details_of(name, resource_type.group, resource_type.plural), "uid": meta["uid"]}
             return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
     def _delete_key(self, key: Key, policy: str) -> tuple[bool, Obj]:
@@ -555,12 +573,12 @@ class Store:
     ) -> Obj:
         with self.lock:
             items, _ = self.list(resource_type, namespace, matches)
+            policy = _propagation_policy(options)
             deleted = []
             for item in items:
                 meta = item["metadata"]
                 key = self.key(resource_type, meta.get("namespace"), meta["name"])
                 if key in self.objects:
-                    policy = options.get("propagationPolicy") or "Background"
                     deleted.append(present(resource_type, self._delete_key(key, policy)[1]))
             return {
                 "kind": resource_type.list_kind_name,

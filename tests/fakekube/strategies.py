@@ -25,31 +25,37 @@ def is_kind(resource_type: ResourceType, group: str, kind: str) -> bool:
     return (resource_type.group, resource_type.kind) == (group, kind)
 
 
+# (max length, pattern, what the 422 says) of metadata.name: per kind, else a DNS-1123 subdomain.
+_NAME_RULES: dict[tuple[str, str], tuple[int, re.Pattern[str], str]] = {
+    ("", "Namespace"): (
+        63,
+        _LABEL,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+        "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+        "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+    ),
+    ("", "Service"): (
+        63,
+        _DNS1035,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+        "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+        "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+    ),
+}
+_SUBDOMAIN_RULE = (
+    253,
+    _SUBDOMAIN,
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
+    "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+)
+
+
 def validate_name(resource_type: ResourceType, name: str) -> None:
-    def fail(detail: str) -> None:
+    max_length, pattern, detail = _NAME_RULES.get((resource_type.group, resource_type.kind), _SUBDOMAIN_RULE)
+    if len(name) > max_length or not pattern.match(name):
         raise invalid(
             resource_type.kind, resource_type.group, name, "metadata.name", f'Invalid value: "{name}": {detail}'
-        )
-
-    if is_kind(resource_type, "", "Namespace"):
-        if len(name) > 63 or not _LABEL.match(name):
-            fail(
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-                "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-                "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-            )
-    elif is_kind(resource_type, "", "Service"):
-        if len(name) > 63 or not _DNS1035.match(name):
-            fail(
-                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-                "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
-                "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
-            )
-    elif len(name) > 253 or not _SUBDOMAIN.match(name):
-        fail(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
-            "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-            "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
         )
 
 

@@ -13,25 +13,20 @@ from kubernetes.dynamic import DynamicClient
 
 from tests.fakekube.conftest import Clients
 from tests.fakekube.fake import FakeKube
-from tests.fakekube.samples import deployment
+from tests.fakekube.samples import crd, deployment
 from tests.fakekube.table import evaluate
 
 KUBECTL = "/usr/bin/kubectl"
-GADGET_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "gadgets.example.com"},
-    "spec": {
-        "group": "example.com",
-        "names": {"kind": "Gadget", "plural": "gadgets", "shortNames": ["gd"]},
-        "scope": "Cluster",
-        "versions": [
-            {"name": "v1alpha1", "served": True, "storage": False},
-            {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}}},
-            {"name": "v0", "served": False, "storage": False},
-        ],
-    },
-}
+GADGET_CRD = crd(
+    "example.com",
+    {"kind": "Gadget", "plural": "gadgets", "shortNames": ["gd"]},
+    "Cluster",
+    [
+        {"name": "v1alpha1", "served": True, "storage": False},
+        {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}}},
+        {"name": "v0", "served": False, "storage": False},
+    ],
+)
 
 
 def test_version_and_trailing_slash_paths(kube: Clients) -> None:

@@ -122,3 +122,12 @@ def test_delete_collection_by_label(kube: Clients) -> None:
     kube.core.create_namespaced_config_map(NS, {"metadata": {"name": "b", "labels": {"app": "y"}}})
     kube.core.delete_collection_namespaced_config_map(NS, label_selector="app=x")
     assert [c.metadata.name for c in kube.core.list_namespaced_config_map(NS).items] == ["b"]
+
+
+def test_delete_collection_honours_orphan_dependents(kube: Clients) -> None:
+    """Real: the deprecated orphanDependents=true orphans dependents on a collection DELETE as on a single one."""
+    owner = kube.apps.create_namespaced_deployment(NS, deployment("owner"))
+    kube.core.create_namespaced_config_map(NS, owned_config_map("dependent", owner))
+    kube.apps.delete_collection_namespaced_deployment(NS, orphan_dependents=True)
+    assert kube.apps.list_namespaced_deployment(NS).items == []
+    assert kube.core.read_namespaced_config_map("dependent", NS).metadata.owner_references is None

@@ -9,37 +9,32 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.fakekube.conftest import Clients
 from tests.fakekube.fake import FakeKube
-from tests.fakekube.samples import deployment
+from tests.fakekube.samples import crd, deployment
 
 NS = "test"
 CANARY = ("flagger.app", "v1beta1", NS, "canaries")
 
-WIDGET_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.example.com"},
-    "spec": {
-        "group": "example.com",
-        "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "shortNames": ["wd"]},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                "subresources": {
-                    "status": {},
-                    "scale": {
-                        "specReplicasPath": ".spec.size",
-                        "statusReplicasPath": ".status.size",
-                        "labelSelectorPath": ".status.selector",
-                    },
+WIDGET_CRD = crd(
+    "example.com",
+    {"kind": "Widget", "plural": "widgets", "singular": "widget", "shortNames": ["wd"]},
+    "Namespaced",
+    [
+        {
+            "name": "v1",
+            "served": True,
+            "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            "subresources": {
+                "status": {},
+                "scale": {
+                    "specReplicasPath": ".spec.size",
+                    "statusReplicasPath": ".status.size",
+                    "labelSelectorPath": ".status.selector",
                 },
-            }
-        ],
-    },
-}
+            },
+        }
+    ],
+)
 
 
 def canary() -> dict[str, object]:

@@ -69,11 +69,11 @@ async def serve_watch(
             if since < oldest:
                 initial = [("ERROR", errors.expired(since, oldest + 1).status())]
             else:
-                replayed = (_translate(e, resource_type, namespace, matches) for e in store.events)
                 initial = [
                     item
-                    for event, item in zip(store.events, replayed, strict=True)
-                    if item is not None and event.resource_version > since
+                    for event in store.events
+                    if event.resource_version > since
+                    and (item := _translate(event, resource_type, namespace, matches)) is not None
                 ]
         if not initial or initial[0][0] != "ERROR":
             store.listeners.add(listener)
