@@ -477,19 +477,21 @@ def crd_file_name(kind: Kind, group: str) -> str:
     return f"{kind.plural}.{group}.yaml"
 
 
+# Each group's CRDs are checked in twice: for kubectl/kustomize and inside the Helm chart.
+_OUTPUT_DIRS: Mapping[str, tuple[Path, ...]] = {
+    GROUP: (Path("deploy/crds"), Path("deploy/helm/canaryflow/crds")),
+    FLAGGER_GROUP: (Path("deploy/crds/flagger-compat"), Path("deploy/helm/canaryflow/files/flagger-compat")),
+}
+
+
 def generated_files() -> dict[Path, str]:
     """Every generated file, by path relative to the repository root."""
-    ours = {crd_file_name(kind, GROUP): render(custom_resource_definition(kind, GROUP)) for kind in KINDS}
-    flagger = {
-        crd_file_name(kind, FLAGGER_GROUP): render(custom_resource_definition(kind, FLAGGER_GROUP)) for kind in KINDS
-    }
     files: dict[Path, str] = {}
-    for name, text in ours.items():
-        files[Path("deploy/crds") / name] = text
-        files[Path("deploy/helm/canaryflow/crds") / name] = text
-    for name, text in flagger.items():
-        files[Path("deploy/crds/flagger-compat") / name] = text
-        files[Path("deploy/helm/canaryflow/files/flagger-compat") / name] = text
+    for group, directories in _OUTPUT_DIRS.items():
+        for kind in KINDS:
+            text = render(custom_resource_definition(kind, group))
+            for directory in directories:
+                files[directory / crd_file_name(kind, group)] = text
     return files
 
 

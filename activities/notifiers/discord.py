@@ -13,10 +13,10 @@ SLACK_COMPATIBLE_SUFFIX = "/slack"
 
 
 def slack_compatible_url(address: str) -> str:
-    """`address` with `slack` joined to its path, unless the URL already ends in `/slack` (Flagger's rule)."""
-    if address.endswith(SLACK_COMPATIBLE_SUFFIX):
-        return address
+    """`address` with `slack` joined to its path, unless the path already ends in `/slack` (Flagger's rule)."""
     parts = urlsplit(address)
+    if parts.path.endswith(SLACK_COMPATIBLE_SUFFIX):
+        return address
     path = posixpath.normpath(posixpath.join(parts.path or "/", "slack"))
     return urlunsplit(parts._replace(path=path))
 

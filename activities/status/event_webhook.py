@@ -34,7 +34,7 @@ class EventWebhookSink:
 
     def _call(self, report: StatusReport, decision: ReportedDecision) -> WebhookCall:
         return WebhookCall(
-            name="event-webhook",
+            name=self.name,
             type="event",
             url=self.url,
             timeout_seconds=EVENT_TIMEOUT_SECONDS,

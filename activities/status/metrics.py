@@ -21,7 +21,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from activities.contracts import StatusReport
-from activities.status.base import STATUS_SINKS, register_status_sink
+from activities.status.base import register_status_sink
 from workflows.decisions import Phase
 
 SINK_NAME = "metrics"
@@ -32,7 +32,6 @@ STATUS_FAILED = 2
 
 ANALYSIS_COMPLETED = "completed"
 ANALYSIS_SKIPPED = "skipped"
-SKIPPED_OUTCOME_PREFIX = "Canary analysis was skipped"  # the workflow's outcome when spec.skipAnalysis promoted
 DEFAULT_STRATEGY = "canary"
 
 KNOWN_PHASES = tuple(phase.value for phase in Phase)
@@ -58,61 +57,49 @@ class PrometheusStatusSink:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        into = self.registry
         canary = ["name", "namespace"]
         outcome = [*canary, "deployment_strategy", "analysis_status"]
-        self._total = Gauge("flagger_canary_total", "Total number of canary object", ["namespace"], registry=into)
-        self._status = Gauge("flagger_canary_status", "Last canary analysis result", canary, registry=into)
-        self._weight = Gauge(
-            "flagger_canary_weight",
-            "The virtual service destination weight current value",
-            ["workload", "namespace"],
-            registry=into,
+        self._total = self._gauge("flagger_canary_total", "Total number of canary object", ["namespace"])
+        self._status = self._gauge("flagger_canary_status", "Last canary analysis result", canary)
+        self._weight = self._gauge(
+            "flagger_canary_weight", "The virtual service destination weight current value", ["workload", "namespace"]
         )
         self._duration = Histogram(
-            "flagger_canary_duration_seconds", "Seconds spent performing canary analysis.", canary, registry=into
+            "flagger_canary_duration_seconds",
+            "Seconds spent performing canary analysis.",
+            canary,
+            registry=self.registry,
         )
-        self._analysis = Gauge(
-            "flagger_canary_metric_analysis",
-            "Last canary analysis result per metric",
-            [*canary, "metric"],
-            registry=into,
+        self._analysis = self._gauge(
+            "flagger_canary_metric_analysis", "Last canary analysis result per metric", [*canary, "metric"]
         )
         self._successes = Counter(
-            "flagger_canary_successes", "Total number of canary successes", outcome, registry=into
+            "flagger_canary_successes", "Total number of canary successes", outcome, registry=self.registry
         )
-        self._failures = Counter("flagger_canary_failures", "Total number of canary failures", outcome, registry=into)
-        self._info = Gauge("canaryflow_info", "canaryflow version", ["version"], registry=into)
-        self._phase = Gauge(
-            "canaryflow_release_phase",
-            "1 for the release's current phase, 0 for the others",
-            [*canary, "phase"],
-            registry=into,
+        self._failures = Counter(
+            "flagger_canary_failures", "Total number of canary failures", outcome, registry=self.registry
         )
-        self._failed_checks = Gauge(
-            "canaryflow_canary_failed_checks", "Failed checks of the current analysis", canary, registry=into
+        self._info = self._gauge("canaryflow_info", "canaryflow version", ["version"])
+        self._phase = self._gauge(
+            "canaryflow_release_phase", "1 for the release's current phase, 0 for the others", [*canary, "phase"]
         )
-        self._threshold = Gauge(
-            "canaryflow_canary_failed_checks_threshold",
-            "Failed checks that roll the release back",
-            canary,
-            registry=into,
+        self._failed_checks = self._gauge(
+            "canaryflow_canary_failed_checks", "Failed checks of the current analysis", canary
         )
-        self._iterations = Gauge(
-            "canaryflow_canary_iterations", "Iterations of the current analysis", canary, registry=into
+        self._threshold = self._gauge(
+            "canaryflow_canary_failed_checks_threshold", "Failed checks that roll the release back", canary
         )
-        self._mirrored = Gauge(
-            "canaryflow_canary_mirrored", "1 while traffic is mirrored to the canary", canary, registry=into
-        )
-        self._transition = Gauge(
-            "canaryflow_release_last_transition_timestamp_seconds",
-            "When the release last changed phase",
-            canary,
-            registry=into,
+        self._iterations = self._gauge("canaryflow_canary_iterations", "Iterations of the current analysis", canary)
+        self._mirrored = self._gauge("canaryflow_canary_mirrored", "1 while traffic is mirrored to the canary", canary)
+        self._transition = self._gauge(
+            "canaryflow_release_last_transition_timestamp_seconds", "When the release last changed phase", canary
         )
         self._info.labels(_version()).set(1)
         self._canaries: dict[str, set[str]] = {}  # namespace -> target names seen
         self._releases: dict[str, _ReleaseSeen] = {}  # workflow id -> what was applied last
+
+    def _gauge(self, name: str, documentation: str, labels: list[str]) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
 
     async def publish(self, report: StatusReport) -> None:
         self.apply(report)
@@ -158,8 +145,7 @@ class PrometheusStatusSink:
         seen.counted_finishes.add(release)
         strategy = _deployment_strategy(report)
         if report.phase == Phase.SUCCEEDED:
-            skipped = report.skipped_analysis or report.outcome.startswith(SKIPPED_OUTCOME_PREFIX)
-            analysis = ANALYSIS_SKIPPED if skipped else ANALYSIS_COMPLETED
+            analysis = ANALYSIS_SKIPPED if report.skipped_analysis else ANALYSIS_COMPLETED
             self._successes.labels(report.target_name, report.namespace, strategy, analysis).inc()
         else:
             self._failures.labels(report.target_name, report.namespace, strategy, ANALYSIS_COMPLETED).inc()
@@ -203,9 +189,3 @@ def register_metrics_sink() -> PrometheusStatusSink:
         _process_sink = PrometheusStatusSink(registry)
     register_status_sink(_process_sink)
     return _process_sink
-
-
-def registered_metrics_sink() -> PrometheusStatusSink | None:
-    """The sink registered under `metrics`, if it is ours."""
-    sink = STATUS_SINKS.get(SINK_NAME)
-    return sink if isinstance(sink, PrometheusStatusSink) else None

@@ -16,6 +16,31 @@ from tests.helpers.http_receiver import HttpReceiver, ScriptedResponse
 
 FIELDS = {"Target": "Deployment/podinfo.test", "Failed checks threshold": "5", "Progress deadline": "600s"}
 
+SLACK_FIELDS = [
+    {"title": "Target", "value": "Deployment/podinfo.test", "short": False},
+    {"title": "Failed checks threshold", "value": "5", "short": False},
+    {"title": "Progress deadline", "value": "600s", "short": False},
+]
+
+
+def slack_shaped(color: str, message: str, channel: str = "general", username: str = "flagger") -> dict[str, Any]:
+    """Flagger's Slack payload for `alert(...)`; Discord and Rocket.Chat receive the same shape."""
+    return {
+        "channel": channel,
+        "username": username,
+        "icon_url": "",
+        "icon_emoji": ":rocket:",
+        "attachments": [
+            {
+                "color": color,
+                "author_name": "podinfo.test",
+                "text": message,
+                "mrkdwn_in": ["text"],
+                "fields": SLACK_FIELDS,
+            }
+        ],
+    }
+
 
 def provider(spec: dict[str, Any], namespace: str = "flagger") -> AlertProvider:
     return AlertProvider.model_validate(
@@ -67,25 +92,9 @@ async def test_slack_receives_flaggers_payload(receiver: HttpReceiver, severity:
     assert request.path == "/hook"
     assert request.header("Content-Type") == "application/json"
     assert request.header("Authorization") is None
-    assert request.json == {
-        "channel": "on-call-alerts",
-        "username": "canaryflow",
-        "icon_url": "",
-        "icon_emoji": ":rocket:",
-        "attachments": [
-            {
-                "color": color,
-                "author_name": "podinfo.test",
-                "text": "Failed checks threshold reached 5",
-                "mrkdwn_in": ["text"],
-                "fields": [
-                    {"title": "Target", "value": "Deployment/podinfo.test", "short": False},
-                    {"title": "Failed checks threshold", "value": "5", "short": False},
-                    {"title": "Progress deadline", "value": "600s", "short": False},
-                ],
-            }
-        ],
-    }
+    assert request.json == slack_shaped(
+        color, "Failed checks threshold reached 5", channel="on-call-alerts", username="canaryflow"
+    )
 
 
 async def test_slack_defaults_channel_and_username_like_flagger(receiver: HttpReceiver) -> None:

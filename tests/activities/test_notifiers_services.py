@@ -11,28 +11,8 @@ from typing import Any
 import pytest
 
 from activities.notifiers import NOTIFIERS, alert_wanted
-from tests.activities.test_notifiers import FIELDS, alert, provider, run_send_alert
+from tests.activities.test_notifiers import alert, provider, run_send_alert, slack_shaped
 from tests.helpers.http_receiver import HttpReceiver, RecordedRequest, ScriptedResponse
-
-SLACK_FIELDS = [{"title": title, "value": value, "short": False} for title, value in FIELDS.items()]
-
-
-def slack_shaped(color: str, message: str, channel: str = "general", username: str = "flagger") -> dict[str, Any]:
-    return {
-        "channel": channel,
-        "username": username,
-        "icon_url": "",
-        "icon_emoji": ":rocket:",
-        "attachments": [
-            {
-                "color": color,
-                "author_name": "podinfo.test",
-                "text": message,
-                "mrkdwn_in": ["text"],
-                "fields": SLACK_FIELDS,
-            }
-        ],
-    }
 
 
 def test_every_flagger_alert_provider_type_is_registered() -> None:
@@ -75,6 +55,7 @@ async def test_msteams_receives_a_message_card(receiver: HttpReceiver, severity:
         ("/api/webhooks/123/tok/", "/api/webhooks/123/tok/slack"),
         ("/api/webhooks/123/tok/slack", "/api/webhooks/123/tok/slack"),
         ("/api/webhooks/123/tok?wait=true", "/api/webhooks/123/tok/slack?wait=true"),
+        ("/api/webhooks/123/tok/slack?wait=true", "/api/webhooks/123/tok/slack?wait=true"),
     ],
 )
 async def test_discord_receives_the_slack_payload_on_its_slack_endpoint(

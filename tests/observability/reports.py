@@ -1,7 +1,9 @@
-"""StatusReport builders for the observability tests."""
+"""StatusReport builders and Prometheus exposition readers for the observability tests."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,3 +63,13 @@ def series(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], floa
 
 def labels(**pairs: str) -> frozenset[tuple[str, str]]:
     return frozenset(pairs.items())
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, str, str]:
+    """(status, Content-Type, body) of a GET that bypasses any proxy configured in the environment."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()

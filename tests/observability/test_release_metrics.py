@@ -102,9 +102,7 @@ async def test_a_failure_is_counted_with_status_2(sink: PrometheusStatusSink) ->
 
 
 async def test_a_skipped_analysis_is_counted_as_skipped(sink: PrometheusStatusSink) -> None:
-    await sink.publish(
-        report(phase="Succeeded", finished=True, outcome="Canary analysis was skipped, promotion finished.")
-    )
+    await sink.publish(report(phase="Succeeded", finished=True, skipped_analysis=True))
 
     assert series(scrape(sink.registry), "flagger_canary_successes_total") == {
         labels(name="podinfo", namespace="test", deployment_strategy="canary", analysis_status="skipped"): 1

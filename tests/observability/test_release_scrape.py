@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import pytest
 from temporalio.service import RPCError
@@ -19,45 +16,22 @@ from activities.status.base import STATUS_SINKS
 from canaryflow.client import start_release
 from canaryflow.settings import Settings
 from tests.conftest import free_port
-from tests.observability.reports import Samples, labels, parse_exposition, series
+from tests.integration.test_worker_process import running_worker
+from tests.observability.reports import Samples, get, labels, parse_exposition, series
 from tests.workflow.fakes import FakePlatform
 from tests.workflow.harness import canary, request
-from workers.worker import run_worker
 from workflows import ALL_WORKFLOWS
 
 pytestmark = pytest.mark.workflow
 
 
 def scrape(bind: str) -> Samples:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"http://{bind}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
+    status, _, text = get(f"http://{bind}/metrics")
+    assert status == 200, text
     # Prometheus refuses a scrape that declares one family twice (ours and the SDK's share the page).
     declared = re.findall(r"^# TYPE (\S+)", text, flags=re.MULTILINE)
     assert len(declared) == len(set(declared)), sorted(n for n in declared if declared.count(n) > 1)
     return parse_exposition(text)
-
-
-@asynccontextmanager
-async def worker_serving_metrics(settings: Settings, platform: FakePlatform) -> AsyncIterator[None]:
-    # The platform's own activities, except that status reports go to the real activity and its sinks.
-    activities = [a for a in platform.activities() if a != platform.report_status] + [report_status]
-    ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        run_worker(settings, ready=ready, stop=stop, workflows=ALL_WORKFLOWS, activities=activities)
-    )
-    ready_wait = asyncio.create_task(ready.wait())
-    await asyncio.wait([ready_wait, task], timeout=15, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.is_set():
-        ready_wait.cancel()
-        stop.set()
-        await task
-        raise AssertionError("the worker did not become ready within 15s")
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=15)
 
 
 @pytest.fixture
@@ -88,9 +62,11 @@ async def test_release_metrics_are_scraped_during_and_after_a_release(time_skipp
         return 99.9 if name == "request-success-rate" else 100.0
 
     platform = FakePlatform(metric=metric)
+    # The platform's own activities, except that status reports go to the real activity and its sinks.
+    activities = [a for a in platform.activities() if a != platform.report_status] + [report_status]
     spec = canary(targetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": target})
     spec.metadata.name = target
-    async with worker_serving_metrics(settings, platform):
+    async with running_worker(settings, ALL_WORKFLOWS, activities):
         started = await start_release(time_skipping_env.client, request(spec), task_queue=settings.task_queue)
         try:
             result = await started.handle.result()

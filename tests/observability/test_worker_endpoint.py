@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -14,22 +12,13 @@ from activities.status.metrics import PrometheusStatusSink
 from activities.status.metrics_endpoint import METRICS_CONTENT_TYPE, MetricsEndpoint
 from tests.conftest import free_port
 from tests.helpers.http_receiver import HttpReceiver, ScriptedResponse
-from tests.observability.reports import labels, parse_exposition, report, series
+from tests.observability.reports import get, labels, parse_exposition, report, series
 
 SDK_TEXT = (
     "# HELP temporal_worker_task_slots_available Free slots\n"
     "# TYPE temporal_worker_task_slots_available gauge\n"
     'temporal_worker_task_slots_available{task_queue="q",worker_type="ActivityWorker"} 7\n'
 )
-
-
-def get(url: str) -> tuple[int, str, str]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=5) as answer:
-            return answer.status, answer.headers["Content-Type"], answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read().decode()
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -17,7 +15,8 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import free_port
-from tests.observability.reports import parse_exposition, series
+from tests.integration.test_worker_process import worker_env
+from tests.observability.reports import get, parse_exposition, series
 
 pytestmark = pytest.mark.integration
 
@@ -25,21 +24,14 @@ PROJECT_ROOT = Path(__file__).parents[2]
 CANARYFLOW = Path(sys.executable).parent / "canaryflow"
 
 
-def worker_env(**variables: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("TEMPORAL_", "CANARYFLOW_"))}
-    return {**env, **variables}
-
-
 def scrape_when_up(url: str, process: subprocess.Popen[str], deadline_seconds: float = 20) -> str:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + deadline_seconds
     while True:
         assert process.poll() is None, process.communicate()[1]
         try:
-            with opener.open(url, timeout=2) as answer:
-                text: str = answer.read().decode()
-                if "temporal_" in text:  # the SDK's families appear once the worker's client exists
-                    return text
+            status, _, text = get(url, timeout=2)
+            if status == 200 and "temporal_" in text:  # the SDK's families appear once the worker's client exists
+                return text
         except (urllib.error.URLError, ConnectionError):
             pass
         assert time.monotonic() < deadline, f"{url} never served the worker's metrics"

@@ -31,6 +31,20 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(result.stdout) if document]
 
 
+def helm_template(template: str) -> list[dict[str, Any]]:
+    """The chart's `template` rendered with default values, as the kustomize base is meant to match."""
+    assert HELM is not None
+    chart = REPO_ROOT / "deploy" / "helm" / "canaryflow"
+    result = subprocess.run(
+        [HELM, "template", "canaryflow", str(chart), "-n", "canaryflow", "--show-only", template],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
     return kustomize(BASE)
@@ -105,16 +119,8 @@ def test_worker_metrics_service_selects_the_worker_pods(rendered: list[dict[str,
 
 @pytest.mark.skipif(HELM is None, reason="helm is not installed")
 def test_rbac_matches_the_helm_chart(rendered: list[dict[str, Any]]) -> None:
-    assert HELM is not None
-    chart = REPO_ROOT / "deploy" / "helm" / "canaryflow"
-    result = subprocess.run(
-        [HELM, "template", "canaryflow", str(chart), "-n", "canaryflow", "--show-only", "templates/rbac.yaml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    from_helm = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout) if d}
+    from_helm = {(d["kind"], d["metadata"]["name"]): d for d in helm_template("templates/rbac.yaml")}
+    assert from_helm
     for (kind, name), document in from_helm.items():
         ours = only(rendered, kind, name)
         for key in ("rules", "roleRef", "subjects"):
@@ -134,17 +140,8 @@ def test_example_renders_podinfo_and_its_canary_in_namespace_test(provider: str)
 @pytest.mark.skipif(HELM is None, reason="helm is not installed")
 @pytest.mark.parametrize("component", ["worker", "controller"])
 def test_deployment_matches_the_helm_chart_defaults(rendered: list[dict[str, Any]], component: str) -> None:
-    assert HELM is not None
-    chart = REPO_ROOT / "deploy" / "helm" / "canaryflow"
-    template = f"templates/{component}-deployment.yaml"
-    result = subprocess.run(
-        [HELM, "template", "canaryflow", str(chart), "-n", "canaryflow", "--show-only", template],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    helm_pod = yaml.safe_load(result.stdout)["spec"]["template"]["spec"]
+    (helm_deployment,) = helm_template(f"templates/{component}-deployment.yaml")
+    helm_pod = helm_deployment["spec"]["template"]["spec"]
     ours_pod = only(rendered, "Deployment", f"canaryflow-{component}")["spec"]["template"]["spec"]
     for key in ("securityContext", "volumes", "terminationGracePeriodSeconds"):
         assert ours_pod.get(key) == helm_pod.get(key), key
