@@ -64,6 +64,8 @@ from canaryflow.shared import SEARCH_ATTRIBUTES
 from canaryflow.spec import Canary
 from tests.fakekube.fake import FakeKube
 from tests.fakekube.kubelet import Kubelet
+from tests.kube.kube_helpers import podinfo_canary
+from tests.kube.release_worker import podinfo_deployment
 from tests.kube.router_fixtures import ROUTER_DATA, yaml_object
 from workers.worker import build_worker
 from workflows.model import ReleaseRequest, ReleaseState
@@ -75,7 +77,6 @@ IMAGES = {
     "promoted": "ghcr.io/stefanprodan/podinfo:6.0.1",
     "rolled_back": "ghcr.io/stefanprodan/podinfo:6.0.2",
 }
-IMAGE_V1 = "ghcr.io/stefanprodan/podinfo:6.0.0"
 ANALYSIS: dict[str, Any] = {
     "interval": "1m",
     "threshold": 2,
@@ -215,32 +216,11 @@ def count_requests(fake: FakeKube, start: int) -> dict[str, int]:
 # The platform: fakekube, a worker, releases
 
 
-def podinfo_deployment() -> dict[str, Any]:
-    labels = {"app": "podinfo"}
-    container = {"name": "podinfod", "image": IMAGE_V1, "ports": [{"containerPort": 9898}]}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-        },
-    }
-
-
 def podinfo_canary_object(provider: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "provider": provider,
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-        "service": {"port": 9898, **ROUTER_SERVICES[provider]},
-        "analysis": ANALYSIS,
-    }
+    spec: dict[str, Any] = {"provider": provider, "service": {"port": 9898, **ROUTER_SERVICES[provider]}}
     if provider == "nginx":
         spec["ingressRef"] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}
-    metadata = {"name": "podinfo", "namespace": NS}
-    return {"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "metadata": metadata, "spec": spec}
+    return podinfo_canary(NS, ANALYSIS, api_version="flagger.app/v1beta1", **spec)
 
 
 def fresh_platform(fake: FakeKube, canary_object: dict[str, Any]) -> None:
@@ -249,7 +229,7 @@ def fresh_platform(fake: FakeKube, canary_object: dict[str, Any]) -> None:
     fake.register_fixture_crds()
     fake.create_namespace(NS)
     Kubelet(fake, "ready")
-    fake.seed(podinfo_deployment())
+    fake.seed(podinfo_deployment(NS))
     fake.seed(canary_object)
     if canary_object["spec"]["provider"] == "nginx":
         fake.seed(yaml_object(ROUTER_DATA / "nginx" / "ingress-podinfo.yaml"))

@@ -223,15 +223,15 @@ def release(
     ] = None,
 ) -> None:
     """Start a release (or deliver a new revision to the running one) through Temporal."""
-    settings = load_settings()
+    settings = _with_kubeconfig(load_settings(), kubeconfig)
     request = _build_request(_load(file), settings, image, revision, _identity(identity), reason)
-    on_cluster = _on_cluster(request.canary, settings, kubeconfig)
+    on_cluster = _on_cluster(request.canary, settings)
 
     async def go() -> int:
         from canaryflow.client import start_release
 
         client = await connect(settings)
-        started_request = await _prepare_on_cluster(settings, request, image, kubeconfig) if on_cluster else request
+        started_request = await _prepare_on_cluster(settings, request, image) if on_cluster else request
         started = await start_release(
             client,
             started_request,
@@ -256,18 +256,25 @@ def release(
     raise typer.Exit(_run(go))
 
 
-def _on_cluster(canary: Canary, settings: Settings, kubeconfig: Path | None) -> bool:
+def _with_kubeconfig(settings: Settings, kubeconfig: Path | None) -> Settings:
+    """`--kubeconfig` takes the place of CANARYFLOW_KUBECONFIG."""
+    if kubeconfig is None:
+        return settings
+    return settings.model_copy(update={"kubeconfig": kubeconfig.expanduser()})
+
+
+def _on_cluster(canary: Canary, settings: Settings) -> bool:
     """CI mode on a cluster: a kubeconfig was given and the target is a Deployment or DaemonSet."""
     from canaryflow.kube_release import targets_cluster
 
-    return (kubeconfig is not None or settings.kubeconfig is not None) and targets_cluster(canary)
+    return settings.kubeconfig is not None and targets_cluster(canary)
 
 
-async def _prepare_on_cluster(settings: Settings, request: Any, image: str | None, kubeconfig: Path | None) -> Any:
-    from canaryflow.kube_release import KubeReleaseError, prepare_in_thread
+async def _prepare_on_cluster(settings: Settings, request: Any, image: str | None) -> Any:
+    from canaryflow.kube_release import KubeReleaseError, prepare_cluster_release
 
     try:
-        prepared = await prepare_in_thread(settings, request, image, kubeconfig)
+        prepared = await asyncio.to_thread(prepare_cluster_release, settings, request, image)
     except KubeReleaseError as error:
         raise CliError(str(error), error.code) from error
     target = request.canary.spec.target_ref
@@ -525,9 +532,7 @@ def controller(
     from activities.kube.client import KubeConfigMissing
     from workers.controller import CANARYFLOW_GROUP, FLAGGER_GROUP, ControllerOptions, run_controller
 
-    settings = load_settings()
-    if kubeconfig is not None:
-        settings = settings.model_copy(update={"kubeconfig": kubeconfig.expanduser()})
+    settings = _with_kubeconfig(load_settings(), kubeconfig)
     groups = (CANARYFLOW_GROUP, FLAGGER_GROUP) if watch_flagger_group else (CANARYFLOW_GROUP,)
     options = ControllerOptions(groups=groups, namespace=namespace, resync_seconds=resync)
 

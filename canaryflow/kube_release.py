@@ -12,10 +12,8 @@ new image goes through the analysis instead of being promoted as the initial ver
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
@@ -129,13 +127,11 @@ def _cluster_error(error: Exception, canary: Canary) -> KubeReleaseError:
     return KubeReleaseError(f"Kubernetes API unreachable: {error}", EXIT_UNREACHABLE)
 
 
-def prepare_cluster_release(
-    settings: Settings, request: ReleaseRequest, image: str | None, kubeconfig: Path | None
-) -> ClusterRelease:
-    """`cluster_release` with the client from `kubeconfig` (or the settings), errors mapped to exit codes."""
+def prepare_cluster_release(settings: Settings, request: ReleaseRequest, image: str | None) -> ClusterRelease:
+    """`cluster_release` with the client of the settings' kubeconfig, errors mapped to exit codes."""
     canary = request.canary
     try:
-        api_client = load_api_client(settings, kubeconfig=kubeconfig)
+        api_client = load_api_client(settings)
         try:
             return cluster_release(api_client, request, image)
         finally:
@@ -159,9 +155,3 @@ async def release_outcome(client: Client, workflow_id: str) -> str:
 def exit_code_for(phase: str) -> int:
     """Succeeded, or Initialized (first sight of a canary: the primary was bootstrapped from the new version)."""
     return EXIT_OK if phase in ("Succeeded", "Initialized") else EXIT_ROLLED_BACK
-
-
-async def prepare_in_thread(
-    settings: Settings, request: ReleaseRequest, image: str | None, kubeconfig: Path | None
-) -> ClusterRelease:
-    return await asyncio.to_thread(prepare_cluster_release, settings, request, image, kubeconfig)

@@ -39,17 +39,27 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.kube.client import is_not_found, retry_on_conflict
+from activities.kube.client import is_not_found, load_api_client, retry_on_conflict
+from activities.kube.names import apex_service_name
+from activities.kube.revision import workload_revision
 from activities.status.kubernetes import CANARY_PLURAL, build_conditions, kube_time
 from canaryflow import shared
-from canaryflow.client import release_handle, start_release
+from canaryflow.client import release_handle, send_command, start_release
+from canaryflow.kube_release import targets_cluster
 from canaryflow.loader import SpecError, parse_resource
 from canaryflow.settings import Settings
 from canaryflow.spec import AlertProvider, Canary, MetricTemplate
-from workflows.model import Command, ReleaseRequest
+from workflows.model import Command, ReleaseRequest, ReleaseResult
+from workflows.release import CanaryRelease
 
 log = logging.getLogger("canaryflow.controller")
 
@@ -62,7 +72,6 @@ SUSPEND_REASON = "spec.suspend"
 SUSPENDED_MESSAGE = "skipping canary run as object is suspended"  # Flagger's event text
 KUBECTL_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SCALE_TO_ZERO_NODE_SELECTOR_KEY = "flagger.app/scale-to-zero"
-CLUSTER_TARGET_KINDS = ("Deployment", "DaemonSet")
 SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
 _QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -329,7 +338,7 @@ class CanaryController:
             if FINALIZER in finalizers:
                 return await self._finalize(key, raw, canary)
             return "deleting"
-        if canary.spec.target_ref.kind not in CLUSTER_TARGET_KINDS:
+        if not targets_cluster(canary):
             return "unsupported-target"
         if canary.spec.revert_on_deletion and FINALIZER not in finalizers:
             await asyncio.to_thread(self._set_finalizer, key, True)
@@ -337,14 +346,15 @@ class CanaryController:
             await asyncio.to_thread(self._set_finalizer, key, False)
         status = raw.get("status") or {}
         if not status.get("conditions"):
-            await asyncio.to_thread(self._mark_initializing, key, raw, canary)
+            # Flagger's syncHandler: a new Canary shows phase Initializing at once (only if nobody wrote status).
+            await asyncio.to_thread(self._write_phase, key, raw, "Initializing", canary.spec.target_ref.kind)
         description = await self._describe(key)
-        running = description is not None and description.status == WorkflowExecutionStatus.RUNNING
+        running = _is_running(description)
         if canary.spec.suspend:
             return await self._suspend(key, raw, running)
         await self._lift_suspension(key, running)
         try:
-            revision = await asyncio.to_thread(self._revision, canary)
+            revision = await asyncio.to_thread(workload_revision, self._api, canary)
         except ApiException as error:
             if is_not_found(error):
                 log.info("canary %s/%s: target or a mandatory config is missing", key.namespace, key.name)
@@ -379,22 +389,19 @@ class CanaryController:
             raise
         return obj
 
-    def _revision(self, canary: Canary) -> str:
-        from activities.kube.revision import workload_revision
-
-        return workload_revision(self._api, canary)
-
-    def _workflow_id(self, key: CanaryKey) -> str:
-        return shared.release_workflow_id(key.namespace, key.name, self._settings.cluster_name)
+    def _handle(self, key: CanaryKey) -> WorkflowHandle[CanaryRelease, ReleaseResult]:
+        return release_handle(self._temporal, key.namespace, key.name, self._settings.cluster_name)
 
     async def _describe(self, key: CanaryKey) -> WorkflowExecutionDescription | None:
-        handle = release_handle(self._temporal, key.namespace, key.name, self._settings.cluster_name)
         try:
-            return await handle.describe()
+            return await self._handle(key).describe()
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
+
+    async def _release_running(self, key: CanaryKey) -> bool:
+        return _is_running(await self._describe(key))
 
     @staticmethod
     def _latest_release_has(
@@ -471,11 +478,7 @@ class CanaryController:
 
     # -- status written by the controller (before a release exists, and while finalizing) -------------------------
 
-    def _mark_initializing(self, key: CanaryKey, raw: dict[str, Any], canary: Canary) -> None:
-        """Flagger's syncHandler: a new Canary shows phase Initializing at once (only if nobody wrote status)."""
-        self._write_phase(key, raw, "Initializing", canary.spec.target_ref.kind)
-
-    def _write_phase(self, key: CanaryKey, raw: dict[str, Any], phase: str, target_kind: str) -> bool:
+    def _write_phase(self, key: CanaryKey, raw: dict[str, Any], phase: str, target_kind: str) -> None:
         now = now_kube()
         status = dict(raw.get("status") or {})
         status.update(
@@ -500,10 +503,8 @@ class CanaryController:
                 key.group, CANARY_VERSION, key.namespace, CANARY_PLURAL, key.name, body
             )
         except ApiException as error:
-            if error.status in (404, 409):  # gone, or someone (the status sink) wrote first: theirs is newer
-                return False
-            raise
-        return True
+            if error.status not in (404, 409):  # 404 gone, 409 someone (the status sink) wrote first: theirs is newer
+                raise
 
     def _event(self, key: CanaryKey, raw: dict[str, Any], message: str, *, unique: str, warning: bool = False) -> None:
         """A Flagger-style Event; `unique` makes its name deterministic so replicas and retries create it once."""
@@ -590,11 +591,9 @@ class CanaryController:
 
     async def _cancel_release(self, key: CanaryKey, reason: str) -> bool:
         """Cancel the running release (it rolls back: traffic to the primary); True once no release runs."""
-        description = await self._describe(key)
-        if description is None or description.status != WorkflowExecutionStatus.RUNNING:
+        if not await self._release_running(key):
             return True
-        handle = release_handle(self._temporal, key.namespace, key.name, self._settings.cluster_name)
-        await handle.cancel(reason=reason)
+        await self._handle(key).cancel(reason=reason)
         try:
             await asyncio.wait_for(self._wait_closed(key), self._options.cancel_wait_seconds)
         except TimeoutError:
@@ -608,10 +607,7 @@ class CanaryController:
         return True
 
     async def _wait_closed(self, key: CanaryKey) -> None:
-        while True:
-            description = await self._describe(key)
-            if description is None or description.status != WorkflowExecutionStatus.RUNNING:
-                return
+        while await self._release_running(key):
             await asyncio.sleep(0.5)
 
     def _revert_target(self, canary: Canary) -> None:
@@ -645,8 +641,6 @@ class CanaryController:
     def _revert_apex_service(self, canary: Canary) -> None:
         """Flagger's KubernetesRouter.Finalize: an apex Service the Canary does not own selects the target's pods
         again (its selector from kubectl's last-applied configuration when there is one)."""
-        from activities.kube.names import apex_service_name
-
         namespace = canary.metadata.namespace
         service_name = apex_service_name(canary)
 
@@ -715,11 +709,8 @@ class CanaryController:
         self._memo.suspended[key] = False
         if not running or was_suspended is False:
             return
-        from workflows.release import CanaryRelease
-
-        handle = release_handle(self._temporal, key.namespace, key.name, self._settings.cluster_name)
         try:
-            state = await handle.query(CanaryRelease.state, rpc_timeout=_QUERY_TIMEOUT)
+            state = await self._handle(key).query(CanaryRelease.state, rpc_timeout=_QUERY_TIMEOUT)
         except Exception as error:  # no worker right now: try again on the next resync
             self._memo.suspended[key] = True
             log.info("canary %s/%s: release state unavailable (%s)", key.namespace, key.name, error)
@@ -728,12 +719,9 @@ class CanaryController:
             await self._command(key, "resume")
 
     async def _command(self, key: CanaryKey, kind: str) -> bool:
-        from canaryflow.client import send_command
-
-        handle = release_handle(self._temporal, key.namespace, key.name, self._settings.cluster_name)
         command = Command(identity=self._options.identity, reason=SUSPEND_REASON)
         try:
-            result = await send_command(handle, kind, command)
+            result = await send_command(self._handle(key), kind, command)
         except (WorkflowUpdateFailedError, RPCError) as error:  # refused (already paused, promoting...) or ended
             log.info("canary %s/%s: %s not applied: %s", key.namespace, key.name, kind, error)
             return False
@@ -745,13 +733,14 @@ class CanaryController:
         self._memo.suspended.pop(key, None)
         if any(k.namespace == key.namespace and k.name == key.name for k in self._seen):
             return "gone"  # the same name lives on in the other group
-        description = await self._describe(key)
-        if description is None or description.status != WorkflowExecutionStatus.RUNNING:
+        if not await self._release_running(key):
             return "gone"
-        await release_handle(self._temporal, key.namespace, key.name, self._settings.cluster_name).cancel(
-            reason="Canary deleted"
-        )
+        await self._handle(key).cancel(reason="Canary deleted")
         return "gone-cancelled"
+
+
+def _is_running(description: WorkflowExecutionDescription | None) -> bool:
+    return description is not None and description.status == WorkflowExecutionStatus.RUNNING
 
 
 def _join_all(threads: list[threading.Thread], timeout: float) -> None:
@@ -765,7 +754,6 @@ def _join_all(threads: list[threading.Thread], timeout: float) -> None:
 
 
 async def run_controller(settings: Settings, options: ControllerOptions, *, stop: asyncio.Event | None = None) -> None:
-    from activities.kube.client import load_api_client
     from canaryflow.temporal_client import connect
 
     stop = stop or asyncio.Event()

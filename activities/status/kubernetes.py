@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import json
 import logging
 from datetime import UTC, datetime
@@ -189,8 +188,11 @@ class KubernetesStatusSink:
     async def publish(self, report: StatusReport) -> None:
         if report.platform != "kubernetes":
             return
-        tracked = await self._tracked_configs(report)
-        canary = await asyncio.to_thread(self._apply_status, report, tracked)
+        stored = await asyncio.to_thread(self._read_canary, report)
+        if stored is None:
+            return
+        tracked = await self._tracked_configs(report, stored)
+        canary = await asyncio.to_thread(self._apply_status, report, tracked, stored)
         if canary is None:
             return
         decisions = [d for d in report.new_decisions if d.kind in ("event", "warning")]
@@ -215,14 +217,22 @@ class KubernetesStatusSink:
             raise
         return canary
 
-    def _apply_status(self, report: StatusReport, tracked: dict[str, str] | None) -> dict[str, Any] | None:
-        """Write the status if the report is newer than the stored one; the Canary as last read (None: absent)."""
+    def _apply_status(
+        self, report: StatusReport, tracked: dict[str, str] | None, stored: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Write the status if the report is newer than the stored one; the Canary as last read (None: absent).
+
+        The first attempt uses `stored` (just read); a conflict means someone wrote since, so retries read afresh.
+        """
         group, version = self._group_version(report)
         position = report_position(report)
         marker = json.dumps({"startedAt": position[0], "sequence": position[1], "workflowId": report.workflow_id})
+        unused_read: dict[str, Any] | None = stored
 
         def write() -> dict[str, Any] | None:
-            canary = self._read_canary(report)
+            nonlocal unused_read
+            canary = unused_read or self._read_canary(report)
+            unused_read = None
             if canary is None:
                 return None
             stored = stored_position(canary)
@@ -274,32 +284,25 @@ class KubernetesStatusSink:
                 return None
             raise
 
-    async def _tracked_configs(self, report: StatusReport) -> dict[str, str] | None:
+    async def _tracked_configs(self, report: StatusReport, stored: dict[str, Any]) -> dict[str, str] | None:
         """The target's tracked ConfigMaps/Secrets when a revision is (re)synced; None = leave them as stored."""
         if report.phase not in _SYNC_PHASES:
-            return None
-        try:
-            from activities.kube.revision import tracked_configs
-            from canaryflow.loader import parse_resource
-            from canaryflow.spec import Canary
-        except ImportError:
-            return None
-        stored = await asyncio.to_thread(self._read_canary, report)
-        if stored is None:
             return None
         current = stored.get("status") or {}
         if current.get("lastAppliedSpec") == report.revision and current.get("trackedConfigs") is not None:
             return None
+        from activities.kube.revision import tracked_configs
+        from canaryflow.loader import parse_resource
+        from canaryflow.spec import Canary
+
         try:
             canary = parse_resource(stored)
             if not isinstance(canary, Canary):
                 return None
-            result: Any = await asyncio.to_thread(tracked_configs, self._api_client, canary)
-            configs: dict[str, str] = await result if inspect.isawaitable(result) else result
+            return await asyncio.to_thread(tracked_configs, self._api_client, canary)
         except Exception as error:  # status must not fail for want of config checksums
             log.warning("trackedConfigs of %s/%s not computed: %s", report.namespace, report.name, error)
             return None
-        return dict(configs)
 
     # -- events --------------------------------------------------------------------------------------------------
 

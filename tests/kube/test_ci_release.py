@@ -6,9 +6,6 @@ with the Kubernetes providers. No Canary custom resource exists: CI mode does no
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,47 +19,22 @@ from canaryflow.kube_release import KubeReleaseError, cluster_release, prepare_c
 from canaryflow.loader import parse_resource
 from canaryflow.settings import Settings
 from canaryflow.spec import Canary
+from tests.cli.test_cli import _cli as run_cli_process
 from tests.conftest import free_port
-from tests.kube.test_controller_e2e import kube_worker
+from tests.kube.kube_helpers import podinfo_canary, podinfo_variant
+from tests.kube.release_worker import IMAGE_V1, IMAGE_V2, kube_worker
 from workflows.model import ReleaseRequest
 
-IMAGE_V1 = "ghcr.io/stefanprodan/podinfo:6.0.0"
-IMAGE_V2 = "ghcr.io/stefanprodan/podinfo:6.0.1"
+PROXY = {"name": "proxy", "image": "envoyproxy/envoy:v1.30.0"}
 
 
 def deployment(namespace: str, name: str = "podinfo", image: str = IMAGE_V1) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {"name": "proxy", "image": "envoyproxy/envoy:v1.30.0"},
-                        {"name": "podinfod", "image": image, "ports": [{"containerPort": 9898}]},
-                    ]
-                },
-            },
-        },
-    }
+    return podinfo_variant(namespace, name=name, image=image, sidecar=PROXY)
 
 
 def canary_doc(namespace: str, **analysis: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": namespace},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": {"port": 9898},
-            "analysis": {"interval": "1s", "threshold": 1, "iterations": 2, **analysis},
-        },
-    }
+    analysis = {"interval": "1s", "threshold": 1, "iterations": 2, **analysis}
+    return podinfo_canary(namespace, analysis, api_version="flagger.app/v1beta1")
 
 
 def request_for(doc: dict[str, Any]) -> ReleaseRequest:
@@ -123,7 +95,7 @@ def test_first_release_leaves_the_image_to_the_release_but_starts_with_its_revis
 def test_missing_target_is_invalid_input(fake_kube: Any, namespace: str, tmp_path: Path) -> None:
     kubeconfig = fake_kube.write_kubeconfig(tmp_path / "kubeconfig")
     with pytest.raises(KubeReleaseError) as raised:
-        prepare_cluster_release(Settings(), request_for(canary_doc(namespace)), IMAGE_V2, kubeconfig)
+        prepare_cluster_release(Settings(kubeconfig=kubeconfig), request_for(canary_doc(namespace)), IMAGE_V2)
     assert raised.value.code == 2
     assert f"Deployment {namespace}/podinfo not found" in str(raised.value)
 
@@ -143,7 +115,7 @@ def test_unreachable_cluster_exits_3(namespace: str, tmp_path: Path) -> None:
         )
     )
     with pytest.raises(KubeReleaseError) as raised:
-        prepare_cluster_release(Settings(), request_for(canary_doc(namespace)), IMAGE_V2, kubeconfig)
+        prepare_cluster_release(Settings(kubeconfig=kubeconfig), request_for(canary_doc(namespace)), IMAGE_V2)
     assert raised.value.code == 3
 
 
@@ -151,42 +123,25 @@ def test_unreachable_cluster_exits_3(namespace: str, tmp_path: Path) -> None:
 # End to end: the exit code a CI job gets
 
 
-async def run_cli(env: WorkflowEnvironment, task_queue: str, kubeconfig: Path, *args: str) -> tuple[int, str, str]:
-    variables = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "CANARYFLOW_TASK_QUEUE": task_queue,
-        "CANARYFLOW_MIN_INTERVAL_SECONDS": "1",
-        "CANARYFLOW_KUBECONFIG": str(kubeconfig),
-        "CANARYFLOW_IDENTITY": "ci-bot",
-        "COLUMNS": "200",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "canaryflow.cli",
-        *args,
-        env=variables,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+async def ci_release(
+    fake_kube: Any, env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, doc: dict[str, Any]
+) -> tuple[int, str, str]:
+    """`canaryflow release -f <doc> --image IMAGE_V2 --wait` on fakekube (the CLI tests' runner), with a worker."""
+    kubeconfig = fake_kube.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("CANARYFLOW_KUBECONFIG", str(kubeconfig))
+    canary_file = tmp_path / "canary.yaml"
+    canary_file.write_text(yaml.safe_dump(doc))
+    settings = Settings(task_queue=f"test-{uuid.uuid4()}")
+    async with kube_worker(fake_kube, env, settings, status_sink=True, poll_seconds=0.1):
+        args = ("release", "-f", str(canary_file), "--image", IMAGE_V2, "--wait")
+        return await run_cli_process(env, settings.task_queue, *args)
 
 
 async def test_good_release_exits_0_and_the_primary_runs_the_new_image(
-    fake_kube: Any, dev_env: WorkflowEnvironment, namespace: str, tmp_path: Path
+    fake_kube: Any, dev_env: WorkflowEnvironment, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_kube.seed(deployment(namespace))
-    kubeconfig = fake_kube.write_kubeconfig(tmp_path / "kubeconfig")
-    canary_file = tmp_path / "canary.yaml"
-    canary_file.write_text(yaml.safe_dump(canary_doc(namespace)))
-    settings = Settings(task_queue=f"test-{uuid.uuid4()}")
-    async with kube_worker(fake_kube, dev_env, settings):
-        code, stdout, stderr = await run_cli(
-            dev_env, settings.task_queue, kubeconfig, "release", "-f", str(canary_file), "--image", IMAGE_V2, "--wait"
-        )
+    code, stdout, stderr = await ci_release(fake_kube, dev_env, tmp_path, monkeypatch, canary_doc(namespace))
     assert code == 0, stdout + stderr
     assert f"container podinfod: {IMAGE_V1} -> {IMAGE_V2}" in stdout
     assert containers(fake_kube, namespace, "podinfo-primary")["podinfod"] == IMAGE_V2
@@ -195,18 +150,12 @@ async def test_good_release_exits_0_and_the_primary_runs_the_new_image(
 
 
 async def test_rolled_back_release_exits_1_and_the_primary_keeps_the_old_image(
-    fake_kube: Any, dev_env: WorkflowEnvironment, namespace: str, tmp_path: Path
+    fake_kube: Any, dev_env: WorkflowEnvironment, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_kube.seed(deployment(namespace))
-    kubeconfig = fake_kube.write_kubeconfig(tmp_path / "kubeconfig")
     failing_check = {"name": "smoke", "type": "rollout", "url": f"http://127.0.0.1:{free_port()}/"}  # refused
-    canary_file = tmp_path / "canary.yaml"
-    canary_file.write_text(yaml.safe_dump(canary_doc(namespace, webhooks=[failing_check])))
-    settings = Settings(task_queue=f"test-{uuid.uuid4()}")
-    async with kube_worker(fake_kube, dev_env, settings):
-        code, stdout, stderr = await run_cli(
-            dev_env, settings.task_queue, kubeconfig, "release", "-f", str(canary_file), "--image", IMAGE_V2, "--wait"
-        )
+    doc = canary_doc(namespace, webhooks=[failing_check])
+    code, stdout, stderr = await ci_release(fake_kube, dev_env, tmp_path, monkeypatch, doc)
     assert code == 1, stdout + stderr
     assert "rolled back" in stderr
     assert containers(fake_kube, namespace, "podinfo-primary")["podinfod"] == IMAGE_V1

@@ -7,6 +7,7 @@ attributes) and as objects on the API server.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import uuid
 from collections.abc import AsyncIterator
@@ -21,54 +22,32 @@ from canaryflow import shared
 from canaryflow.loader import parse_resource
 from canaryflow.settings import Settings
 from canaryflow.spec import Canary
+from tests.kube.kube_helpers import podinfo_canary, podinfo_variant
+from tests.kube.release_worker import IMAGE_V1, IMAGE_V2
 from workers.controller import FINALIZER, CanaryController, CanaryKey, ControllerOptions
 
 GROUP = "canaryflow.dev"
 API_VERSION = f"{GROUP}/v1beta1"
 
 
-def deployment(namespace: str, image: str = "ghcr.io/stefanprodan/podinfo:6.0.0", replicas: int = 2) -> dict[str, Any]:
-    labels = {"app": "podinfo"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "podinfo", "namespace": namespace, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {"name": "sidecar", "image": "busybox:1.36"},
-                        {"name": "podinfod", "image": image, "ports": [{"containerPort": 9898}]},
-                    ]
-                },
-            },
-        },
-    }
+ANALYSIS = {
+    "interval": "10s",
+    "threshold": 2,
+    "maxWeight": 20,
+    "stepWeight": 10,
+    "metrics": [{"name": "errors", "templateRef": {"name": "errors"}, "thresholdRange": {"max": 1}}],
+    "alerts": [{"name": "on-call", "severity": "error", "providerRef": {"name": "on-call"}}],
+}
+SIDECAR = {"name": "sidecar", "image": "busybox:1.36"}
+WEBHOOK_ADDRESS = "https://hooks.slack.com/services/T000/B000/secret-token"
+
+
+def deployment(namespace: str, image: str = IMAGE_V1, replicas: int = 2) -> dict[str, Any]:
+    return podinfo_variant(namespace, image=image, replicas=replicas, sidecar=SIDECAR)
 
 
 def canary(namespace: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": namespace},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": {"port": 9898},
-            "analysis": {
-                "interval": "10s",
-                "threshold": 2,
-                "maxWeight": 20,
-                "stepWeight": 10,
-                "metrics": [{"name": "errors", "templateRef": {"name": "errors"}, "thresholdRange": {"max": 1}}],
-                "alerts": [{"name": "on-call", "severity": "error", "providerRef": {"name": "on-call"}}],
-            },
-        },
-    }
-    body["spec"].update(spec)
-    return body
+    return podinfo_canary(namespace, copy.deepcopy(ANALYSIS), **spec)
 
 
 def metric_template(namespace: str) -> dict[str, Any]:
@@ -85,7 +64,18 @@ def alert_provider(namespace: str) -> dict[str, Any]:
         "apiVersion": "flagger.app/v1beta1",  # found in the other group: a half-migrated namespace
         "kind": "AlertProvider",
         "metadata": {"name": "on-call", "namespace": namespace},
-        "spec": {"type": "slack", "channel": "on-call", "address": "https://hooks.slack.com/services/x"},
+        "spec": {"type": "slack", "channel": "on-call", "secretRef": {"name": "on-call-webhook"}},
+    }
+
+
+def webhook_secret(namespace: str) -> dict[str, Any]:
+    """The AlertProvider's Secret: only its name may travel with the release."""
+    address = base64.b64encode(WEBHOOK_ADDRESS.encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "on-call-webhook", "namespace": namespace},
+        "data": {"address": address},
     }
 
 
@@ -93,6 +83,21 @@ def revision_of(fake_kube: Any, canary_obj: dict[str, Any]) -> str:
     model = parse_resource(copy.deepcopy(canary_obj))
     assert isinstance(model, Canary)
     return workload_revision(fake_kube.api_client(), model)
+
+
+def seed_applied_canary(fake_kube: Any, namespace: str, phase: str = "Succeeded") -> tuple[dict[str, Any], str]:
+    """The target, and a Canary whose status says its current revision was applied and promoted (in `phase`)."""
+    fake_kube.seed(deployment(namespace))
+    applied = canary(namespace)
+    revision = revision_of(fake_kube, applied)
+    applied["status"] = {
+        "phase": phase,
+        "lastAppliedSpec": revision,
+        "lastPromotedSpec": revision,
+        "conditions": [{"type": "Promoted", "status": "True", "reason": phase}],
+    }
+    fake_kube.seed(applied)
+    return applied, revision
 
 
 @pytest.fixture
@@ -108,7 +113,7 @@ def settings() -> Settings:
 @pytest.fixture
 async def temporal(dev_env: WorkflowEnvironment, namespace: str) -> AsyncIterator[Client]:
     yield dev_env.client
-    async for execution in dev_env.client.list_workflows(f"WorkflowId = 'canary/{namespace}/podinfo'"):
+    for execution in await runs_of_now(dev_env.client, namespace):
         if execution.status == WorkflowExecutionStatus.RUNNING:
             await dev_env.client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test over")
 
@@ -117,12 +122,15 @@ def controller(fake_kube: Any, temporal: Client, settings: Settings, **options: 
     return CanaryController(fake_kube.api_client(), temporal, settings, ControllerOptions(**options))
 
 
+async def runs_of_now(client: Client, namespace: str) -> list[Any]:
+    return [e async for e in client.list_workflows(f"WorkflowId = 'canary/{namespace}/podinfo'")]
+
+
 async def runs_of(client: Client, namespace: str, timeout: float = 5.0) -> list[Any]:
     """Every workflow run of the canary's release id (visibility is eventually consistent: wait for it)."""
-    query = f"WorkflowId = 'canary/{namespace}/podinfo'"
     runs: list[Any] = []
     for _ in range(int(timeout * 10)):
-        runs = [execution async for execution in client.list_workflows(query)]
+        runs = await runs_of_now(client, namespace)
         if runs:
             return runs
         await asyncio.sleep(0.1)
@@ -135,6 +143,7 @@ async def test_new_canary_starts_a_release_for_the_targets_revision(
     fake_kube.seed(deployment(namespace))
     fake_kube.seed(metric_template(namespace))
     fake_kube.seed(alert_provider(namespace))
+    fake_kube.seed(webhook_secret(namespace))
     fake_kube.seed(canary(namespace))
     outcome = await controller(fake_kube, temporal, settings).reconcile(CanaryKey(GROUP, namespace, "podinfo"))
     assert outcome == "started"
@@ -148,7 +157,8 @@ async def test_new_canary_starts_a_release_for_the_targets_revision(
     start = history.events[0].workflow_execution_started_event_attributes
     payload = start.input.payloads[0].data.decode()
     assert f'"{namespace}/errors"' in payload and '"vector(0)"' in payload
-    assert f'"{namespace}/on-call"' in payload
+    assert f'"{namespace}/on-call"' in payload and '"on-call-webhook"' in payload
+    assert "secret-token" not in payload
     # Flagger's syncHandler: a new Canary shows Initializing before any worker ran.
     status = fake_kube.get(API_VERSION, "Canary", "podinfo", namespace)["status"]
     assert status["phase"] == "Initializing"
@@ -159,45 +169,23 @@ async def test_new_canary_starts_a_release_for_the_targets_revision(
 async def test_revision_already_applied_or_running_starts_nothing(
     fake_kube: Any, temporal: Client, settings: Settings, namespace: str
 ) -> None:
-    fake_kube.seed(deployment(namespace))
-    applied = canary(namespace)
-    revision = revision_of(fake_kube, applied)
-    applied["status"] = {
-        "phase": "Succeeded",
-        "lastAppliedSpec": revision,
-        "lastPromotedSpec": revision,
-        "conditions": [{"type": "Promoted", "status": "True", "reason": "Succeeded"}],
-    }
-    fake_kube.seed(applied)
+    seed_applied_canary(fake_kube, namespace)
     key = CanaryKey(GROUP, namespace, "podinfo")
     first = controller(fake_kube, temporal, settings)
     assert await first.reconcile(key) == "up-to-date"
     assert await runs_of_now(temporal, namespace) == []
     # A new image: one release; asking again (this replica or another) starts nothing more.
-    fake_kube.seed({**deployment(namespace, image="ghcr.io/stefanprodan/podinfo:6.0.1")})
+    fake_kube.seed(deployment(namespace, image=IMAGE_V2))
     assert await first.reconcile(key) == "started"
     assert await first.reconcile(key) == "release-has-revision"
     assert await controller(fake_kube, temporal, settings).reconcile(key) == "release-has-revision"
     assert len(await runs_of(temporal, namespace)) == 1
 
 
-async def runs_of_now(client: Client, namespace: str) -> list[Any]:
-    return [e async for e in client.list_workflows(f"WorkflowId = 'canary/{namespace}/podinfo'")]
-
-
 async def test_replica_only_changes_start_nothing(
     fake_kube: Any, temporal: Client, settings: Settings, namespace: str
 ) -> None:
-    fake_kube.seed(deployment(namespace))
-    applied = canary(namespace)
-    revision = revision_of(fake_kube, applied)
-    applied["status"] = {
-        "phase": "Succeeded",
-        "lastAppliedSpec": revision,
-        "lastPromotedSpec": revision,
-        "conditions": [{"type": "Promoted", "status": "True", "reason": "Succeeded"}],
-    }
-    fake_kube.seed(applied)
+    seed_applied_canary(fake_kube, namespace)
     fake_kube.seed(deployment(namespace, replicas=7))
     assert (
         await controller(fake_kube, temporal, settings).reconcile(CanaryKey(GROUP, namespace, "podinfo"))
@@ -249,16 +237,7 @@ async def test_two_controllers_watching_at_once_start_one_release(
 async def test_image_change_is_picked_up_by_the_watch(
     fake_kube: Any, temporal: Client, settings: Settings, namespace: str
 ) -> None:
-    fake_kube.seed(deployment(namespace))
-    applied = canary(namespace)
-    revision = revision_of(fake_kube, applied)
-    applied["status"] = {
-        "phase": "Initialized",
-        "lastAppliedSpec": revision,
-        "lastPromotedSpec": revision,
-        "conditions": [{"type": "Promoted", "status": "True", "reason": "Initialized"}],
-    }
-    fake_kube.seed(applied)
+    applied, revision = seed_applied_canary(fake_kube, namespace, "Initialized")
     stop = asyncio.Event()
     task = asyncio.create_task(
         controller(fake_kube, temporal, settings, namespace=namespace, resync_seconds=30).run(stop)
@@ -266,7 +245,7 @@ async def test_image_change_is_picked_up_by_the_watch(
     try:
         await asyncio.sleep(0.5)
         assert await runs_of_now(temporal, namespace) == []
-        fake_kube.seed(deployment(namespace, image="ghcr.io/stefanprodan/podinfo:6.0.1"))
+        fake_kube.seed(deployment(namespace, image=IMAGE_V2))
         runs = await runs_of(temporal, namespace)
     finally:
         stop.set()
@@ -283,11 +262,7 @@ async def test_revert_on_deletion_adds_a_finalizer_and_reverts_on_delete(
     from kubernetes import client as k8s
 
     fake_kube.seed(deployment(namespace, replicas=0))  # scaled to zero by the release, as Flagger does
-    primary = deployment(namespace, replicas=3)
-    primary["metadata"]["name"] = "podinfo-primary"
-    primary["spec"]["selector"]["matchLabels"] = {"app": "podinfo-primary"}
-    primary["spec"]["template"]["metadata"]["labels"] = {"app": "podinfo-primary"}
-    fake_kube.seed(primary)
+    fake_kube.seed(podinfo_variant(namespace, name="podinfo-primary", replicas=3, sidecar=SIDECAR))
     fake_kube.seed(
         {
             "apiVersion": "v1",

@@ -15,87 +15,45 @@ from kubernetes import client as k8s
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from activities.registry import default_activities
-from activities.routers.base import ROUTERS, register_router
-from activities.routers.kubernetes import KubernetesRouter
-from activities.status.base import STATUS_SINKS, register_status_sink
-from activities.status.kubernetes import KubernetesStatusSink
-from activities.workloads.base import WORKLOADS, register_workload
-from activities.workloads.kubernetes import KubernetesWorkload
 from canaryflow.settings import Settings
+from tests.kube.kube_helpers import CANARYFLOW_API_VERSION, podinfo_canary
+from tests.kube.release_worker import IMAGE_V2, kube_worker, podinfo_deployment
 from workers.controller import CanaryController, ControllerOptions
-from workers.worker import build_worker
 from workflows.release import CanaryRelease
 
-API_VERSION = "canaryflow.dev/v1beta1"
-IMAGE_V1 = "ghcr.io/stefanprodan/podinfo:6.0.0"
-IMAGE_V2 = "ghcr.io/stefanprodan/podinfo:6.0.1"
-
-
-def deployment(namespace: str, image: str = IMAGE_V1) -> dict[str, Any]:
-    labels = {"app": "podinfo"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "podinfo", "namespace": namespace},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "podinfod", "image": image, "ports": [{"containerPort": 9898}]}]},
-            },
-        },
-    }
+API_VERSION = CANARYFLOW_API_VERSION
 
 
 def canary(namespace: str, **analysis: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": namespace},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": {"port": 9898},
-            "analysis": {"interval": "1s", "threshold": 2, "iterations": 2, **analysis},
-        },
-    }
+    return podinfo_canary(namespace, {"interval": "1s", "threshold": 2, "iterations": 2, **analysis})
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"e2e-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(task_queue=f"test-{uuid.uuid4()}", min_interval_seconds=0)
 
 
 @asynccontextmanager
-async def kube_worker(fake_kube: Any, env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[None]:
-    """A worker whose Kubernetes workload, router and status sink talk to fakekube (registries restored after)."""
-    workloads, routers, sinks = dict(WORKLOADS), dict(ROUTERS), dict(STATUS_SINKS)
-    api_client = fake_kube.api_client()
-    register_workload("kubernetes", KubernetesWorkload(api_client, poll_seconds=0.1, primary_ready_wait_seconds=10))
-    register_router("kubernetes", KubernetesRouter(api_client))
-    register_status_sink(KubernetesStatusSink(api_client))
-    try:
-        async with build_worker(env.client, settings, activities=default_activities()):
-            yield
-    finally:
-        WORKLOADS.clear()
-        WORKLOADS.update(workloads)
-        ROUTERS.clear()
-        ROUTERS.update(routers)
-        STATUS_SINKS.clear()
-        STATUS_SINKS.update(sinks)
-
-
-@asynccontextmanager
-async def running_controller(
+async def worker_and_controller(
     fake_kube: Any, env: WorkflowEnvironment, settings: Settings, namespace: str
 ) -> AsyncIterator[CanaryController]:
+    """A worker with the Kubernetes providers and status sink, and a controller watching `namespace`."""
     controller = CanaryController(
         fake_kube.api_client(), env.client, settings, ControllerOptions(namespace=namespace, resync_seconds=2)
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(controller.run(stop))
-    try:
-        yield controller
-    finally:
-        stop.set()
-        await task
+    async with kube_worker(fake_kube, env, settings, status_sink=True, poll_seconds=0.1):
+        stop = asyncio.Event()
+        task = asyncio.create_task(controller.run(stop))
+        try:
+            yield controller
+        finally:
+            stop.set()
+            await task
 
 
 async def wait_for_status(
@@ -112,19 +70,20 @@ async def wait_for_status(
     raise AssertionError(f"Canary status never matched; last: {status}")
 
 
+async def analyse_a_new_image(fake_kube: Any, namespace: str, body: dict[str, Any]) -> None:
+    """Create the Canary `body`, wait for its first release to report, then deploy IMAGE_V2 and wait until its
+    analysis is Progressing."""
+    fake_kube.seed(body)
+    first = (await wait_for_status(fake_kube, namespace, lambda s: bool(s.get("lastAppliedSpec"))))["lastAppliedSpec"]
+    fake_kube.seed(podinfo_deployment(namespace, IMAGE_V2))
+    await wait_for_status(
+        fake_kube, namespace, lambda s: s.get("phase") == "Progressing" and s.get("lastAppliedSpec") != first
+    )
+
+
 def event_messages(fake_kube: Any, namespace: str) -> list[str]:
     events = [e for e in fake_kube.list("v1", "Event", namespace) if e["involvedObject"]["kind"] == "Canary"]
     return [e["message"] for e in sorted(events, key=lambda e: (e["firstTimestamp"], e["metadata"]["name"]))]
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"e2e-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings(task_queue=f"test-{uuid.uuid4()}", min_interval_seconds=0)
 
 
 async def completed_runs(env: WorkflowEnvironment, workflow_id: str, *, expected: int) -> list[Any]:
@@ -142,8 +101,8 @@ async def completed_runs(env: WorkflowEnvironment, workflow_id: str, *, expected
 async def test_new_canary_is_initialized_then_a_new_image_is_promoted(
     fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
 ) -> None:
-    fake_kube.seed(deployment(namespace))
-    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
+    fake_kube.seed(podinfo_deployment(namespace))
+    async with worker_and_controller(fake_kube, dev_env, settings, namespace):
         fake_kube.seed(canary(namespace))
         initialized = await wait_for_status(
             fake_kube, namespace, lambda s: s.get("phase") == "Initialized" and bool(s.get("lastPromotedSpec"))
@@ -194,10 +153,10 @@ async def test_new_canary_is_initialized_then_a_new_image_is_promoted(
 async def test_suspended_canary_is_not_released_until_resumed(
     fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
 ) -> None:
-    fake_kube.seed(deployment(namespace))
+    fake_kube.seed(podinfo_deployment(namespace))
     suspended = canary(namespace)
     suspended["spec"]["suspend"] = True
-    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
+    async with worker_and_controller(fake_kube, dev_env, settings, namespace):
         fake_kube.seed(suspended)
         await asyncio.sleep(2.5)  # a resync included
         assert [e async for e in dev_env.client.list_workflows(f"WorkflowId = 'canary/{namespace}/podinfo'")] == []
@@ -210,7 +169,7 @@ async def test_suspended_canary_is_not_released_until_resumed(
 async def test_suspend_pauses_the_running_release_and_unsuspend_resumes_it(
     fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
 ) -> None:
-    fake_kube.seed(deployment(namespace))
+    fake_kube.seed(podinfo_deployment(namespace))
     body = canary(namespace, iterations=60)
     handle = dev_env.client.get_workflow_handle_for(CanaryRelease.run, f"canary/{namespace}/podinfo")
 
@@ -222,15 +181,8 @@ async def test_suspend_pauses_the_running_release_and_unsuspend_resumes_it(
             await asyncio.sleep(0.1)
         raise AssertionError(f"release paused={state.paused}, expected {expect_paused}")
 
-    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
-        fake_kube.seed(body)
-        first = (await wait_for_status(fake_kube, namespace, lambda s: bool(s.get("lastAppliedSpec"))))[
-            "lastAppliedSpec"
-        ]
-        fake_kube.seed(deployment(namespace, image=IMAGE_V2))
-        await wait_for_status(
-            fake_kube, namespace, lambda s: s.get("phase") == "Progressing" and s.get("lastAppliedSpec") != first
-        )
+    async with worker_and_controller(fake_kube, dev_env, settings, namespace):
+        await analyse_a_new_image(fake_kube, namespace, body)
         body["spec"]["suspend"] = True
         fake_kube.seed(body)
         expect_paused = True
@@ -245,19 +197,12 @@ async def test_suspend_pauses_the_running_release_and_unsuspend_resumes_it(
 async def test_deleting_a_canary_with_revert_on_deletion_rolls_back_and_reverts_the_target(
     fake_kube: Any, dev_env: WorkflowEnvironment, settings: Settings, namespace: str
 ) -> None:
-    fake_kube.seed(deployment(namespace))
+    fake_kube.seed(podinfo_deployment(namespace))
     body = canary(namespace, iterations=60)
     body["spec"]["revertOnDeletion"] = True
     handle = dev_env.client.get_workflow_handle_for(CanaryRelease.run, f"canary/{namespace}/podinfo")
-    async with kube_worker(fake_kube, dev_env, settings), running_controller(fake_kube, dev_env, settings, namespace):
-        fake_kube.seed(body)
-        first = (await wait_for_status(fake_kube, namespace, lambda s: bool(s.get("lastAppliedSpec"))))[
-            "lastAppliedSpec"
-        ]
-        fake_kube.seed(deployment(namespace, image=IMAGE_V2))
-        await wait_for_status(
-            fake_kube, namespace, lambda s: s.get("phase") == "Progressing" and s.get("lastAppliedSpec") != first
-        )
+    async with worker_and_controller(fake_kube, dev_env, settings, namespace):
+        await analyse_a_new_image(fake_kube, namespace, body)
         k8s.CustomObjectsApi(fake_kube.api_client()).delete_namespaced_custom_object(
             "canaryflow.dev", "v1beta1", namespace, "canaries", "podinfo"
         )

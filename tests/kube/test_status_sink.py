@@ -15,32 +15,22 @@ from activities.status.kubernetes import (
     promoted_condition,
     report_position,
 )
+from tests.observability.reports import report as observability_report
 
 T0 = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 
 
 def make_report(**overrides: Any) -> StatusReport:
+    """The observability tests' report of a canaryflow.dev Canary `podinfo` in its first analysis step at T0."""
     values: dict[str, Any] = {
-        "workflow_id": "canary/test/podinfo",
         "canary_api_version": "canaryflow.dev/v1beta1",
         "name": "podinfo",
-        "namespace": "test",
-        "target_kind": "Deployment",
-        "target_name": "podinfo",
-        "provider": "kubernetes",
-        "platform": "kubernetes",
         "revision": "rev-a",
-        "phase": "Progressing",
-        "primary_weight": 90,
-        "canary_weight": 10,
         "iterations": 0,
-        "failed_checks": 0,
         "last_transition_time": T0,
         "started_at": T0,
-        "sequence": 1,
     }
-    values.update(overrides)
-    return StatusReport(**values)
+    return observability_report(**{**values, **overrides})
 
 
 def decision(index: int, message: str, kind: str = "event", at: datetime = T0) -> ReportedDecision:
