@@ -46,14 +46,15 @@ HAPROXY_QUERIES: dict[str, str] = {
 }
 
 # Flagger's HttpObserver queries, whitespace as Flagger renders them; Flagger converts the P99 from seconds in Go.
-_POD = 'kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
+# POD_SELECTOR: the canary's pods by Prometheus' pod discovery labels (App Mesh's queries select them too).
+POD_SELECTOR = 'kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
 HTTP_QUERIES: dict[str, str] = {
     BUILTIN_SUCCESS_RATE: (
-        f'sum( rate( http_request_duration_seconds_count{{ {_POD}, status!~"5.*" }}[{{{{ interval }}}}] ) ) '
-        f"/ sum( rate( http_request_duration_seconds_count{{ {_POD} }}[{{{{ interval }}}}] ) ) * 100"
+        f'sum( rate( http_request_duration_seconds_count{{ {POD_SELECTOR}, status!~"5.*" }}[{{{{ interval }}}}] ) ) '
+        f"/ sum( rate( http_request_duration_seconds_count{{ {POD_SELECTOR} }}[{{{{ interval }}}}] ) ) * 100"
     ),
     BUILTIN_DURATION: (
-        f"histogram_quantile( 0.99, sum( rate( http_request_duration_seconds_bucket{{ {_POD} }}"
+        f"histogram_quantile( 0.99, sum( rate( http_request_duration_seconds_bucket{{ {POD_SELECTOR} }}"
         "[{{ interval }}] ) ) by (le) ) * 1000"
     ),
 }

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from activities.contracts import MetricQuery
 from activities.metrics.base import BuiltinMetrics
-from activities.metrics.builtin_haproxy import HTTP_QUERIES, haproxy_observer
+from activities.metrics.builtin_haproxy import HTTP_QUERIES, POD_SELECTOR, haproxy_observer
 from activities.metrics.prometheus import (
     DEFAULT_WINDOW_FLOOR_SECONDS,
     QUERY_TIMEOUT_SECONDS,
@@ -96,15 +96,14 @@ GLOO_QUERIES = _envoy_queries(
 # Kuma tags Envoy's series with the Kuma service `<target>-canary_<namespace>_svc_<port>`.
 KUMA_QUERIES = _envoy_queries('service=~"{{ target }}-canary_{{ namespace }}_svc_[0-9a-zA-Z-]+",')
 
-_POD = 'kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
 # App Mesh: the Envoy sidecars of the canary's pods (selected by Prometheus' pod discovery labels).
 APPMESH_QUERIES: dict[str, str] = {
     BUILTIN_SUCCESS_RATE: (
-        f'sum( rate( envoy_cluster_upstream_rq{{ {_POD}, envoy_response_code!~"5.*" }}[{{{{ interval }}}}] ) ) '
-        f"/ sum( rate( envoy_cluster_upstream_rq{{ {_POD} }}[{{{{ interval }}}}] ) ) * 100"
+        f'sum( rate( envoy_cluster_upstream_rq{{ {POD_SELECTOR}, envoy_response_code!~"5.*" }}[{{{{ interval }}}}] ) ) '
+        f"/ sum( rate( envoy_cluster_upstream_rq{{ {POD_SELECTOR} }}[{{{{ interval }}}}] ) ) * 100"
     ),
     BUILTIN_DURATION: (
-        f"histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{{ {_POD} }}"
+        f"histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{{ {POD_SELECTOR} }}"
         "[{{ interval }}] ) ) by (le) )"
     ),
 }

@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import MetricQuery
 from activities.metrics.common import (
+    LOOKBACK_INTERVALS,
     QUERY_TIMEOUT_SECONDS,
     auth_failed,
     describe,
@@ -51,7 +52,6 @@ from activities.metrics.prometheus import ERR_METRIC_QUERY_INVALID
 from canaryflow.spec import MetricTemplate
 
 PROVIDER = "cloudwatch"
-WINDOW_INTERVALS = 10  # Flagger queries from now - 10 x interval
 MAX_DATAPOINTS = 20
 
 _AUTH_CODES = frozenset(
@@ -90,7 +90,7 @@ class CloudWatchProvider:
         template = template_of(query, PROVIDER)
         target = _target(template)
         metric_queries = _metric_data_queries(target, rendered)
-        window = timedelta(seconds=WINDOW_INTERVALS * interval_seconds(query.interval, template))
+        window = timedelta(seconds=LOOKBACK_INTERVALS * interval_seconds(query.interval, template))
         end = datetime.now(UTC)
         response = await asyncio.to_thread(
             self._get_metric_data,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +31,7 @@ from canaryflow.spec import MetricTemplate
 
 QUERY_TIMEOUT_SECONDS = 5.0
 DETAIL_LIMIT = 300
+LOOKBACK_INTERVALS = 10  # Flagger's CloudWatch, Datadog, Dynatrace and Splunk providers look back ten intervals
 
 _RETRYABLE_STATUS = frozenset({408, 429})
 _OS_ERROR_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
@@ -112,6 +114,12 @@ def interval_seconds(interval: str, template: MetricTemplate) -> float:
         return parse_duration(interval.strip())
     except ValueError as error:
         raise invalid_spec(f"{describe(template)}: metric interval: {error}") from None
+
+
+def lookback_window_ms(query: MetricQuery, template: MetricTemplate) -> tuple[int, int]:
+    """`(from, to)` in epoch milliseconds: the last LOOKBACK_INTERVALS metric intervals."""
+    end = int(time.time() * 1000)
+    return end - int(LOOKBACK_INTERVALS * interval_seconds(query.interval, template) * 1000), end
 
 
 def collapse_whitespace(text: str) -> str:
@@ -207,6 +215,19 @@ async def http_post_stream(
         raise unreachable(service, error) from None
     except httpx.DecodingError:
         raise undecodable(service) from None
+
+
+def json_error_detail(response: httpx.Response, *path: str) -> str:
+    """The string at `path` in a JSON error body (e.g. `"error", "message"`), else the start of the body."""
+    try:
+        found: object = response.json()
+    except ValueError:
+        found = None
+    for key in path:
+        found = found.get(key) if isinstance(found, dict) else None
+    if isinstance(found, str):
+        return found
+    return response.text.strip()[:200] or response.reason_phrase or "no body"
 
 
 def undecodable(service: str) -> ApplicationError:

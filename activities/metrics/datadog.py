@@ -28,6 +28,7 @@ from urllib3.util.retry import Retry
 
 from activities.contracts import MetricQuery
 from activities.metrics.common import (
+    LOOKBACK_INTERVALS,
     QUERY_TIMEOUT_SECONDS,
     excerpt,
     http_address,
@@ -46,7 +47,6 @@ PROVIDER = "datadog"
 DEFAULT_ADDRESS = "https://api.datadoghq.com"
 API_KEY_SECRET_KEY = "datadog_api_key"
 APPLICATION_KEY_SECRET_KEY = "datadog_application_key"
-WINDOW_INTERVALS = 10  # Flagger queries from now - 10 x interval
 
 _T = TypeVar("_T")
 
@@ -72,7 +72,7 @@ class DatadogProvider:
 
     async def run_query(self, query: MetricQuery, rendered: str) -> float | None:
         account = _account(query)
-        window = int(WINDOW_INTERVALS * interval_seconds(query.interval, template_of(query, PROVIDER)))
+        window = int(LOOKBACK_INTERVALS * interval_seconds(query.interval, template_of(query, PROVIDER)))
         datadog_query = rendered.strip()
         now = int(time.time())
         response = await asyncio.to_thread(

@@ -9,12 +9,8 @@ metric, as in Flagger. No series, no points or a null point (Dynatrace's gap) me
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from typing import Any
-
-import httpx
 
 from activities.contracts import MetricQuery
 from activities.metrics.common import (
@@ -24,19 +20,18 @@ from activities.metrics.common import (
     http_address,
     http_error,
     http_get,
-    interval_seconds,
+    json_error_detail,
+    lookback_window_ms,
     query_failed,
     service_label,
     template_credentials,
     template_of,
 )
-from canaryflow.spec import MetricTemplate
 
 PROVIDER = "dynatrace"
 QUERY_PATH = "/api/v2/metrics/query"
 VALIDATION_PATH = "/api/v2/metrics"
 TOKEN_KEY = "dynatrace_token"
-WINDOW_INTERVALS = 10  # Flagger looks back ten metric intervals
 
 
 class DynatraceProvider:
@@ -45,7 +40,7 @@ class DynatraceProvider:
 
     async def run_query(self, query: MetricQuery, rendered: str) -> float | None:
         template = template_of(query, PROVIDER)
-        start_ms, end_ms = window_ms(query, template)
+        start_ms, end_ms = lookback_window_ms(query, template)
         params = {"metricSelector": rendered, "resolution": "Inf", "from": str(start_ms), "to": str(end_ms)}
         body = await self._get(query, QUERY_PATH, params, rendered)
         return _first_point(body, describe(template))
@@ -68,7 +63,7 @@ class DynatraceProvider:
             headers={"Authorization": f"Api-Token {token}", "Accept": "application/json"},
         )
         if response.status_code != 200:
-            detail = excerpt(_error_detail(response), [token])
+            detail = excerpt(json_error_detail(response, "error", "message"), [token])
             raise http_error(
                 response.status_code,
                 service=service,
@@ -80,12 +75,6 @@ class DynatraceProvider:
             return response.json()
         except ValueError:
             raise query_failed(f"{service} did not answer with JSON; check spec.provider.address") from None
-
-
-def window_ms(query: MetricQuery, template: MetricTemplate) -> tuple[int, int]:
-    """`(from, to)` in epoch milliseconds: the last ten metric intervals."""
-    end = int(time.time() * 1000)
-    return end - int(WINDOW_INTERVALS * interval_seconds(query.interval, template) * 1000), end
 
 
 def _first_point(body: Any, where: str) -> float | None:
@@ -107,16 +96,3 @@ def _first_point(body: Any, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise query_failed(f"Dynatrace returned the non-numeric value {value!r} for {where}")
     return None if math.isnan(value) else float(value)
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """Dynatrace's `{"error": {"message": ...}}`, else the start of the body."""
-    try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        message = body["error"].get("message")
-        if isinstance(message, str):
-            return message
-    return response.text.strip()[:200] or response.reason_phrase or "no body"

@@ -32,13 +32,14 @@ from activities.metrics.common import (
     http_error,
     http_get,
     http_post_stream,
+    json_error_detail,
+    lookback_window_ms,
     query_failed,
     query_invalid,
     service_label,
     template_credentials,
     template_of,
 )
-from activities.metrics.dynatrace import window_ms
 from canaryflow.spec import MetricTemplate
 
 PROVIDER = "splunk"
@@ -63,7 +64,7 @@ class SplunkProvider:
         address = stream_address(_address(template))
         token = template_credentials(template, PROVIDER, (TOKEN_KEY,), secret_required=True)[TOKEN_KEY]
         service = service_label("Splunk SignalFlow", address, template)
-        start_ms, stop_ms = window_ms(query, template)
+        start_ms, stop_ms = lookback_window_ms(query, template)
         async with http_post_stream(
             address + EXECUTE_PATH,
             service=service,
@@ -107,7 +108,7 @@ def _status_error(service: str, response: httpx.Response, query_text: str, token
     return http_error(
         response.status_code,
         service=service,
-        detail=excerpt(_error_detail(response), [token]),
+        detail=excerpt(json_error_detail(response, "message"), [token]),
         query=query_text,
         auth_hint=f"check `{TOKEN_KEY}` in the secret (an org access token with API permission)",
     )
@@ -227,13 +228,3 @@ def _errors(payload: dict[str, Any]) -> str:
             for error in errors
         )
     return "no detail"
-
-
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return response.text.strip()[:200] or response.reason_phrase or "no body"

@@ -1,4 +1,4 @@
-"""Canary, MetricTemplate, MetricQuery and secret builders shared by the provider tests."""
+"""Canary, MetricTemplate, MetricQuery and secret builders shared by the provider tests of both metric suites."""
 
 from __future__ import annotations
 
@@ -10,22 +10,34 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
+from activities.secrets import SECRETS_DIR_ENV
 from canaryflow.loader import parse_resource
 from canaryflow.spec import Canary, MetricTemplate
 
 NAMESPACE = "shop"
 
 
-def canary(name: str = "checkout") -> Canary:
+def make_canary(
+    provider: str | None = None,
+    *,
+    name: str = "checkout",
+    namespace: str = NAMESPACE,
+    port: int = 8080,
+    **spec: Any,
+) -> Canary:
+    """A Canary of the Deployment `name`; `spec` adds or replaces spec fields (camelCase, as in YAML)."""
+    body: dict[str, Any] = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "service": {"port": port},
+    }
+    if provider is not None:
+        body["provider"] = provider
     resource = parse_resource(
         {
             "apiVersion": "flagger.app/v1beta1",
             "kind": "Canary",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "service": {"port": 8080},
-            },
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": body | spec,
         }
     )
     assert isinstance(resource, Canary)
@@ -33,6 +45,7 @@ def canary(name: str = "checkout") -> Canary:
 
 
 def metric_template(provider_type: str, query: str, secret: str | None = None, **provider: Any) -> MetricTemplate:
+    """MetricTemplate `shop/<provider_type>-errors`; `provider` adds spec.provider fields (address=...)."""
     settings: dict[str, Any] = {"type": provider_type, **provider}
     if secret is not None:
         settings["secretRef"] = {"name": secret}
@@ -48,14 +61,30 @@ def metric_template(provider_type: str, query: str, secret: str | None = None, *
     return resource
 
 
-def metric_query(template: MetricTemplate, interval: str = "1m", since_change: float | None = None) -> c.MetricQuery:
+def metric_query(
+    template: MetricTemplate | None = None,
+    *,
+    canary: Canary | None = None,
+    metric: str = "error-rate",
+    interval: str = "1m",
+    since_change: float | None = None,
+) -> c.MetricQuery:
     return c.MetricQuery(
-        target=c.ReleaseTarget(canary=canary()),
-        metric_name="error-rate",
+        target=c.ReleaseTarget(canary=canary or make_canary()),
+        metric_name=metric,
         template=template,
         interval=interval,
         since_last_route_change_seconds=since_change,
     )
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory that `activities.secrets.read_secret` reads secrets from."""
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    monkeypatch.setenv(SECRETS_DIR_ENV, str(directory))
+    return directory
 
 
 def write_secret(secrets_dir: Path, name: str, data: dict[str, str]) -> None:

@@ -24,7 +24,7 @@ from activities.routers.base import router_key
 from canaryflow.spec import Canary
 from tests.helpers.exporter import MetricsExporter
 from tests.local.prometheus_fixture import INSTALL_HINT, PrometheusServer, prometheus_binary
-from tests.metrics_extra.conftest import make_canary, metric_query
+from tests.metrics.queries import NAMESPACE, make_canary, metric_query
 
 SUCCESS_RATE = "request-success-rate"
 DURATION = "request-duration"
@@ -251,10 +251,15 @@ def _observer(provider: str, metrics_server: str = "http://prometheus:9090") -> 
     return observer
 
 
+def podinfo(provider: str, *, namespace: str = NAMESPACE, **spec: Any) -> Canary:
+    """Flagger's test canary: the Deployment podinfo behind service port 9898."""
+    return make_canary(provider, name="podinfo", namespace=namespace, port=9898, **spec)
+
+
 def _canary(provider: str, spec: Mapping[str, Any]) -> Canary:
     spec = dict(spec)
     namespace = spec.pop("namespace")
-    return make_canary(provider, namespace=namespace, **spec)
+    return podinfo(provider, namespace=namespace, **spec)
 
 
 @pytest.mark.parametrize(
@@ -285,15 +290,13 @@ def test_observers_follow_flaggers_factory() -> None:
 
 
 def test_the_window_shrinks_to_the_time_since_the_last_route_change() -> None:
-    query = metric_query(canary=make_canary("linkerd"), metric=DURATION).model_copy(
-        update={"since_last_route_change_seconds": 20.4}
-    )
+    query = metric_query(canary=podinfo("linkerd"), metric=DURATION, since_change=20.4)
     assert "[20s]" in _observer("linkerd").query(query)
     assert "[1m]" not in _observer("linkerd").query(query)
 
 
 def test_skipper_replaces_non_word_characters_of_names() -> None:
-    canary = make_canary(
+    canary = podinfo(
         "skipper",
         namespace="team-a",
         ingressRef={"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "web.ingress"},
@@ -427,18 +430,24 @@ def _envoy(label: str, canary: str, primary: str) -> Callable[[MetricsExporter, 
     return populate
 
 
-def _appmesh(exporter: MetricsExporter, ns: str) -> None:
-    for traffic, pod in [(CANARY, "podinfo-6b7d9c5f4-x2k9z"), (PRIMARY, "podinfo-primary-6b7d9c5f4-x2k9z")]:
-        serve(
-            exporter,
-            traffic,
-            {"kubernetes_namespace": ns, "kubernetes_pod_name": pod},
-            code=_code("envoy_response_code"),
-            counter="envoy_cluster_upstream_rq",
-            histogram="envoy_cluster_upstream_rq_time",
-            unit=MILLISECONDS,
-            histogram_by_code=False,
-        )
+def _per_pod(code_label: str, **families: Any) -> Callable[[MetricsExporter, str], None]:
+    """Series labelled with the pod, as scraped from the pods themselves (App Mesh's Envoy, the app's own)."""
+
+    def populate(exporter: MetricsExporter, ns: str) -> None:
+        for traffic, pod in [(CANARY, "podinfo-6b7d9c5f4-x2k9z"), (PRIMARY, "podinfo-primary-6b7d9c5f4-x2k9z")]:
+            labels = {"kubernetes_namespace": ns, "kubernetes_pod_name": pod}
+            serve(exporter, traffic, labels, code=_code(code_label), **families)
+
+    return populate
+
+
+_appmesh = _per_pod(
+    "envoy_response_code",
+    counter="envoy_cluster_upstream_rq",
+    histogram="envoy_cluster_upstream_rq_time",
+    unit=MILLISECONDS,
+    histogram_by_code=False,
+)
 
 
 def _traefik(exporter: MetricsExporter, ns: str) -> None:
@@ -502,15 +511,7 @@ def _apisix(exporter: MetricsExporter, ns: str) -> None:
         )
 
 
-def _http(exporter: MetricsExporter, ns: str) -> None:
-    for traffic, pod in [(CANARY, "podinfo-6b7d9c5f4-x2k9z"), (PRIMARY, "podinfo-primary-6b7d9c5f4-x2k9z")]:
-        serve(
-            exporter,
-            traffic,
-            {"kubernetes_namespace": ns, "kubernetes_pod_name": pod},
-            code=_code("status"),
-            histogram="http_request_duration_seconds",
-        )
+_http = _per_pod("status", histogram="http_request_duration_seconds")
 
 
 @dataclass(frozen=True)
@@ -526,7 +527,7 @@ class Scenario:
         return f"{router_key(self.provider)}-test"
 
     def canary(self) -> Canary:
-        return make_canary(self.provider, namespace=self.namespace, **dict(self.spec or {}))
+        return podinfo(self.provider, namespace=self.namespace, **dict(self.spec or {}))
 
 
 _INGRESS = {"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}
@@ -596,6 +597,6 @@ async def test_builtin_queries_measure_only_the_canary(prometheus: PrometheusSer
 
 async def test_a_canary_without_traffic_has_no_values(prometheus: PrometheusServer) -> None:
     await _eventually(prometheus, SCENARIOS[0], SUCCESS_RATE)  # Prometheus has scraped: istio series exist
-    query = metric_query(canary=make_canary("istio", namespace="idle"), metric=SUCCESS_RATE)
+    query = metric_query(canary=podinfo("istio", namespace="idle"), metric=SUCCESS_RATE)
     observer = _observer("istio", prometheus.url)
     assert await observer.provider(query).run_query(query, observer.query(query)) is None

@@ -16,7 +16,9 @@ from activities.metrics.prometheus import (
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
-from tests.metrics_extra.conftest import SecretStore, make_template, metric_query, raised
+from tests.conftest import free_port
+from tests.metrics.queries import metric_query, metric_template, raised
+from tests.metrics_extra.conftest import SecretStore
 from tests.metrics_extra.standins.dynatrace import DynatraceStandIn, series
 from tests.metrics_extra.standins.server import serving
 
@@ -32,7 +34,7 @@ async def dynatrace() -> AsyncIterator[tuple[DynatraceStandIn, str]]:
 
 
 def _query(address: str, interval: str = "1m") -> MetricQuery:
-    template = make_template("dynatrace", ERROR_RATE, secret="dynatrace", address=address)
+    template = metric_template("dynatrace", ERROR_RATE, secret="dynatrace", address=address)
     return metric_query(template, interval=interval)
 
 
@@ -77,7 +79,7 @@ async def test_a_wrong_token_is_an_auth_failure_that_does_not_leak_it(
     error = await raised(DynatraceProvider().run_query(_query(url), ERROR_RATE))
     assert error.type == ERR_METRIC_AUTH_FAILED
     assert error.non_retryable
-    assert "MetricTemplate shop/dynatrace-check" in str(error)
+    assert "MetricTemplate shop/dynatrace-errors" in str(error)
     assert "revoked" not in str(error)
 
 
@@ -109,20 +111,19 @@ async def test_a_slow_server_is_retryable(dynatrace: tuple[DynatraceStandIn, str
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
     assert not error.non_retryable
     assert error.message == (
-        f"Dynatrace at {url} (MetricTemplate shop/dynatrace-check, secret shop/dynatrace) did not answer within 0.2s; "
+        f"Dynatrace at {url} (MetricTemplate shop/dynatrace-errors, secret shop/dynatrace) did not answer within 0.2s; "
         "the query is retried"
     )
 
 
 async def test_an_unreachable_server_is_retryable_and_named_with_its_secret(secrets: SecretStore) -> None:
-    async with serving(DynatraceStandIn(TOKEN).app()) as url:
-        pass  # the port is closed again
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     secrets.put("dynatrace", {"dynatrace_token": TOKEN})
     error = await raised(DynatraceProvider().run_query(_query(url), ERROR_RATE))
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
     assert not error.non_retryable
     assert error.message == (
-        f"cannot reach Dynatrace at {url} (MetricTemplate shop/dynatrace-check, secret shop/dynatrace): "
+        f"cannot reach Dynatrace at {url} (MetricTemplate shop/dynatrace-errors, secret shop/dynatrace): "
         "Connection refused"
     )
 
@@ -165,7 +166,7 @@ async def test_is_online_checks_the_token(dynatrace: tuple[DynatraceStandIn, str
 
 async def test_an_address_is_required(secrets: SecretStore) -> None:
     secrets.put("dynatrace", {"dynatrace_token": TOKEN})
-    template = make_template("dynatrace", ERROR_RATE, secret="dynatrace")
+    template = metric_template("dynatrace", ERROR_RATE, secret="dynatrace")
     error = await raised(DynatraceProvider().run_query(metric_query(template), ERROR_RATE))
     assert error.type == ERR_INVALID_SPEC
     assert "provider.address" in str(error)

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from activities.contracts import MetricQuery
 from activities.metrics.externalmetrics import ExternalMetricsProvider, parse_external_metrics_query
@@ -16,11 +15,11 @@ from activities.metrics.prometheus import (
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
-from tests.metrics_extra.conftest import SecretStore, make_template, metric_query, raised
-from tests.metrics_extra.standins.kube_api import KubeApiStandIn, external_metric
+from tests.metrics.queries import metric_query, metric_template, raised
+from tests.metrics_extra.conftest import SecretStore
+from tests.metrics_extra.standins.kube_api import WORKER_TOKEN, KubeApiStandIn, api_client, external_metric
 from tests.metrics_extra.standins.server import serving
 
-WORKER_TOKEN = "worker-service-account-token"
 QUERY = "shop/http_errors_ratio?labelSelector=app%3Dpodinfo%2Ctrack%3Dcanary"
 
 
@@ -39,14 +38,8 @@ async def kube_api() -> AsyncIterator[tuple[KubeApiStandIn, str]]:
         yield stand_in, url
 
 
-def api_client(host: str, token: str = WORKER_TOKEN) -> k8s.ApiClient:
-    configuration = k8s.Configuration(host=host)
-    configuration.api_key = {"BearerToken": f"Bearer {token}"}  # as kubernetes' kubeconfig loader stores it
-    return k8s.ApiClient(configuration)
-
-
 def _query(**provider: Any) -> MetricQuery:
-    return metric_query(make_template("externalmetrics", QUERY, **provider))
+    return metric_query(metric_template("externalmetrics", QUERY, **provider))
 
 
 async def test_returns_the_first_matching_items_quantity(kube_api: tuple[KubeApiStandIn, str]) -> None:
@@ -78,7 +71,7 @@ async def test_a_refused_token_is_an_auth_failure(kube_api: tuple[KubeApiStandIn
     error = await raised(ExternalMetricsProvider(api_client(url, "stale")).run_query(_query(), QUERY))
     assert error.type == ERR_METRIC_AUTH_FAILED
     assert error.non_retryable
-    assert "MetricTemplate shop/externalmetrics-check" in str(error)
+    assert "MetricTemplate shop/externalmetrics-errors" in str(error)
     assert "stale" not in str(error)
 
 

@@ -14,10 +14,9 @@ from activities.metrics.prometheus import (
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
-from tests.metrics_extra.conftest import make_template, metric_query, raised
-from tests.metrics_extra.standins.kube_api import KubeApiStandIn, keptn_metric
+from tests.metrics.queries import metric_query, metric_template, raised
+from tests.metrics_extra.standins.kube_api import WORKER_TOKEN, KubeApiStandIn, api_client, keptn_metric
 from tests.metrics_extra.standins.server import serving
-from tests.metrics_extra.test_externalmetrics import WORKER_TOKEN, api_client
 
 METRIC_QUERY = "keptnmetric/shop/podinfo-error-rate"
 ANALYSIS_QUERY = "analysis/shop/podinfo-slo/5m/workload=podinfo;track=canary"
@@ -39,7 +38,7 @@ def _provider(url: str, token: str = WORKER_TOKEN, timeout: float = 2.0) -> Kept
 
 
 def _query(text: str) -> MetricQuery:
-    return metric_query(make_template("keptn", text))
+    return metric_query(metric_template("keptn", text))
 
 
 async def test_reads_the_keptn_metrics_value(keptn: tuple[KubeApiStandIn, str]) -> None:
@@ -97,7 +96,7 @@ async def test_a_refused_token_is_an_auth_failure(keptn: tuple[KubeApiStandIn, s
     _, url = keptn
     error = await raised(_provider(url, "stale-token").run_query(_query(METRIC_QUERY), METRIC_QUERY))
     assert error.type == ERR_METRIC_AUTH_FAILED
-    assert "MetricTemplate shop/keptn-check" in str(error)
+    assert "MetricTemplate shop/keptn-errors" in str(error)
     assert "stale-token" not in str(error)
 
 

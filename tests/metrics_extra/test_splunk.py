@@ -17,7 +17,9 @@ from activities.metrics.prometheus import (
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
 from activities.metrics.splunk import SplunkProvider, api_address, stream_address
-from tests.metrics_extra.conftest import SecretStore, make_template, metric_query, raised
+from tests.conftest import free_port
+from tests.metrics.queries import metric_query, metric_template, raised
+from tests.metrics_extra.conftest import SecretStore
 from tests.metrics_extra.standins.server import serving
 from tests.metrics_extra.standins.signalflow import SignalFlowStandIn
 
@@ -39,7 +41,7 @@ def token(secrets: SecretStore) -> SecretStore:
 
 
 def _query(address: str, interval: str = "1m") -> MetricQuery:
-    return metric_query(make_template("splunk", ERRORS, secret="splunk", address=address), interval=interval)
+    return metric_query(metric_template("splunk", ERRORS, secret="splunk", address=address), interval=interval)
 
 
 async def test_returns_the_last_datapoint_of_the_window(
@@ -80,7 +82,7 @@ async def test_a_wrong_token_is_an_auth_failure(
     error = await raised(SplunkProvider().run_query(_query(url), ERRORS))
     assert error.type == ERR_METRIC_AUTH_FAILED
     assert error.non_retryable
-    assert "MetricTemplate shop/splunk-check" in str(error)
+    assert "MetricTemplate shop/splunk-errors" in str(error)
     assert "expired-token" not in str(error)
 
 
@@ -111,7 +113,7 @@ async def test_a_stream_that_stalls_is_retryable(signalflow: tuple[SignalFlowSta
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
     assert not error.non_retryable
     assert error.message == (
-        f"Splunk SignalFlow at {url} (MetricTemplate shop/splunk-check, secret shop/splunk) did not answer within "
+        f"Splunk SignalFlow at {url} (MetricTemplate shop/splunk-errors, secret shop/splunk) did not answer within "
         "0.2s; the query is retried"
     )
 
@@ -144,18 +146,17 @@ async def test_a_malformed_event_is_a_failed_query(
 
 
 async def test_an_unreachable_server_is_retryable(token: SecretStore) -> None:
-    async with serving(SignalFlowStandIn(TOKEN).app()) as url:
-        pass  # the port is closed again
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     error = await raised(SplunkProvider().run_query(_query(url), ERRORS))
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
     assert not error.non_retryable
     assert error.message == (
-        f"cannot reach Splunk SignalFlow at {url} (MetricTemplate shop/splunk-check, secret shop/splunk): "
+        f"cannot reach Splunk SignalFlow at {url} (MetricTemplate shop/splunk-errors, secret shop/splunk): "
         "Connection refused"
     )
     error = await raised(SplunkProvider().is_online(_query(url)))
     assert error.type == ERR_METRIC_SERVER_UNAVAILABLE
-    assert error.message.startswith(f"cannot reach Splunk API at {url} (MetricTemplate shop/splunk-check, secret")
+    assert error.message.startswith(f"cannot reach Splunk API at {url} (MetricTemplate shop/splunk-errors, secret")
 
 
 async def test_a_stream_that_does_not_match_its_encoding_is_a_failed_query(token: SecretStore) -> None:
@@ -171,7 +172,7 @@ async def test_a_stream_that_does_not_match_its_encoding_is_a_failed_query(token
     assert error.type == ERR_METRIC_QUERY_FAILED
     assert error.non_retryable
     assert error.message == (
-        f"Splunk SignalFlow at {url} (MetricTemplate shop/splunk-check, secret shop/splunk) answered with a body "
+        f"Splunk SignalFlow at {url} (MetricTemplate shop/splunk-errors, secret shop/splunk) answered with a body "
         "that cannot be decoded; check provider.address"
     )
 

@@ -20,7 +20,8 @@ from activities.metrics.prometheus import (
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
 from activities.metrics.stackdriver import MONITORING_READ_SCOPE, StackdriverProvider
-from tests.metrics_extra.conftest import SecretStore, make_template, metric_query, raised
+from tests.metrics.queries import metric_query, metric_template, raised
+from tests.metrics_extra.conftest import SecretStore
 from tests.metrics_extra.standins.cloud_monitoring import MonitoringStandIn, TokenEndpoint, series
 from tests.metrics_extra.standins.server import serving
 
@@ -42,7 +43,7 @@ class Google:
         self.secrets.put("gcp", {"project": project, "serviceAccountKey": self.tokens.service_account_key(project)})
 
     def query(self) -> MetricQuery:
-        template = make_template("stackdriver", ERROR_RATIO, secret="gcp", address=self.monitoring.address)
+        template = metric_template("stackdriver", ERROR_RATIO, secret="gcp", address=self.monitoring.address)
         return metric_query(template)
 
 
@@ -100,7 +101,7 @@ async def test_a_project_the_account_cannot_read_is_an_auth_failure(google: Goog
     error = await raised(StackdriverProvider().run_query(google.query(), ERROR_RATIO))
     assert error.type == ERR_METRIC_AUTH_FAILED
     assert error.non_retryable
-    assert "MetricTemplate shop/stackdriver-check" in str(error)
+    assert "MetricTemplate shop/stackdriver-errors" in str(error)
 
 
 async def test_a_key_the_token_endpoint_rejects_is_an_auth_failure_without_the_key(google: Google) -> None:

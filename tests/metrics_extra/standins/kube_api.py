@@ -15,8 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from kubernetes import client as k8s
 
 KEPTN = "/apis/metrics.keptn.sh/v1beta1/namespaces/{namespace}"
+WORKER_TOKEN = "worker-service-account-token"
+
+
+def api_client(host: str, token: str = WORKER_TOKEN) -> k8s.ApiClient:
+    """A kubernetes ApiClient for the stand-in at `host`, authenticated as the worker."""
+    configuration = k8s.Configuration(host=host)
+    configuration.api_key = {"BearerToken": f"Bearer {token}"}  # as kubernetes' kubeconfig loader stores it
+    return k8s.ApiClient(configuration)
 
 
 def status(code: int, reason: str, message: str) -> web.Response:
