@@ -49,9 +49,10 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.kube.client import is_not_found, load_api_client, retry_on_conflict
+from activities.kube.labels import KUBECTL_LAST_APPLIED_ANNOTATION
 from activities.kube.names import apex_service_name
 from activities.kube.revision import workload_revision
-from activities.status.kubernetes import CANARY_PLURAL, build_conditions, kube_time
+from activities.status.kubernetes import CANARY_PLURAL, build_conditions, canary_event, kube_time
 from canaryflow import shared
 from canaryflow.client import release_handle, send_command, start_release
 from canaryflow.kube_release import targets_cluster
@@ -70,7 +71,6 @@ FINALIZER = "finalizer.canaryflow.dev"
 CONTROLLER_IDENTITY = "canaryflow-controller"
 SUSPEND_REASON = "spec.suspend"
 SUSPENDED_MESSAGE = "skipping canary run as object is suspended"  # Flagger's event text
-KUBECTL_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SCALE_TO_ZERO_NODE_SELECTOR_KEY = "flagger.app/scale-to-zero"
 SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
 _QUERY_TIMEOUT = timedelta(seconds=5)
@@ -508,31 +508,15 @@ class CanaryController:
 
     def _event(self, key: CanaryKey, raw: dict[str, Any], message: str, *, unique: str, warning: bool = False) -> None:
         """A Flagger-style Event; `unique` makes its name deterministic so replicas and retries create it once."""
-        metadata = raw.get("metadata", {})
-        digest = hashlib.sha256(f"{metadata.get('uid')}|{unique}".encode()).hexdigest()[:16]
-        now = now_kube()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{key.name[:200]}.{digest}", "namespace": key.namespace},
-            "involvedObject": {
-                "apiVersion": key.api_version,
-                "kind": "Canary",
-                "name": key.name,
-                "namespace": key.namespace,
-                "uid": metadata.get("uid"),
-                "resourceVersion": metadata.get("resourceVersion"),
-            },
-            "reason": "Synced",
-            "message": message,
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": "flagger"},
-            "reportingComponent": "canaryflow.dev/controller",
-            "reportingInstance": self._options.identity[:128],
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        digest = hashlib.sha256(f"{raw.get('metadata', {}).get('uid')}|{unique}".encode()).hexdigest()[:16]
+        body = canary_event(
+            raw,
+            name=f"{key.name[:200]}.{digest}",
+            message=message,
+            warning=warning,
+            at=now_kube(),
+            reporter=("canaryflow.dev/controller", self._options.identity),
+        )
         try:
             self._core.create_namespaced_event(key.namespace, body)
         except ApiException as error:
@@ -665,7 +649,7 @@ class CanaryController:
         retry_on_conflict(write)
 
     def _original_selector(self, service: dict[str, Any], canary: Canary) -> dict[str, str] | None:
-        last_applied = (service["metadata"].get("annotations") or {}).get(KUBECTL_LAST_APPLIED)
+        last_applied = (service["metadata"].get("annotations") or {}).get(KUBECTL_LAST_APPLIED_ANNOTATION)
         if last_applied:
             try:
                 selector = json.loads(last_applied).get("spec", {}).get("selector")

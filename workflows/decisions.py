@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from canaryflow.durations import parse_duration
 
@@ -377,6 +379,22 @@ def revision_checksum(revision: str, tracked_configs: dict[str, str] | None = No
     # JSON keeps the encoding unambiguous: a `|` or `=` inside a value cannot imitate another config entry.
     material = json.dumps([revision, sorted((tracked_configs or {}).items())], separators=(",", ":"))
     return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def event_type(warning: bool) -> str:
+    """Flagger's (and Kubernetes') event type: warn/error events are Warnings, the rest Normal."""
+    return "Warning" if warning else "Normal"
+
+
+def webhook_payload(name: str, namespace: str, phase: str, revision: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """Flagger's CanaryWebhookPayload."""
+    checksum = revision_checksum(revision)
+    return {"name": name, "namespace": namespace, "phase": phase, "checksum": checksum, "metadata": metadata}
+
+
+def event_metadata(message: str, warning: bool, at: datetime) -> dict[str, str]:
+    """What Flagger adds to an event webhook's metadata (timestamp in Unix milliseconds)."""
+    return {"eventMessage": message, "eventType": event_type(warning), "timestamp": str(int(at.timestamp() * 1000))}
 
 
 def traffic_routing_description(plan: AnalysisPlan) -> str:

@@ -577,13 +577,9 @@ class CanaryRelease:
             timeout_seconds=d.webhook_timeout_seconds(hook.timeout),
             retries=hook.retries,
             disable_tls=hook.disable_tls,
-            payload={
-                "name": self._state.name,
-                "namespace": self._state.namespace,
-                "phase": phase.value,
-                "checksum": d.revision_checksum(self._state.revision),
-                "metadata": metadata,
-            },
+            payload=d.webhook_payload(
+                self._state.name, self._state.namespace, phase.value, self._state.revision, metadata
+            ),
         )
 
     # ----------------------------------------------------------------------------------------------------------
@@ -890,11 +886,7 @@ class CanaryRelease:
         """A Flagger event: logged in the decision log and sent to `event` webhooks."""
         self._log("warning" if warning else "event", message, actor)
         for hook in self._hooks(WebhookType.EVENT):
-            extra = {
-                "eventMessage": message,
-                "eventType": "Warning" if warning else "Normal",
-                "timestamp": str(int(workflow.now().timestamp() * 1000)),
-            }
+            extra = d.event_metadata(message, warning, workflow.now())
             call = self._webhook_call(hook, d.Phase(self._state.phase), extra)  # the event fields win
             await self._act(
                 c.ACT_WEBHOOK_CALL,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from activities.contracts import ReportedDecision, StatusReport, WebhookCall
 from activities.webhooks import post_webhook
-from workflows.decisions import revision_checksum
+from workflows.decisions import event_metadata, webhook_payload
 
-EVENT_KINDS = {"event": "Normal", "warning": "Warning"}
+EVENT_KINDS = {"event", "warning"}  # decision kinds Flagger records as events
 EVENT_TIMEOUT_SECONDS = 10.0
 
 
@@ -38,15 +38,11 @@ class EventWebhookSink:
             type="event",
             url=self.url,
             timeout_seconds=EVENT_TIMEOUT_SECONDS,
-            payload={
-                "name": report.name,
-                "namespace": report.namespace,
-                "phase": decision.phase,
-                "checksum": revision_checksum(report.revision),
-                "metadata": {
-                    "eventMessage": decision.message,
-                    "eventType": EVENT_KINDS[decision.kind],
-                    "timestamp": str(int(decision.at.timestamp() * 1000)),
-                },
-            },
+            payload=webhook_payload(
+                report.name,
+                report.namespace,
+                decision.phase,
+                report.revision,
+                event_metadata(decision.message, decision.kind == "warning", decision.at),
+            ),
         )

@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from activities.contracts import ReportedDecision, StatusReport
 from activities.kube.client import is_not_found, retry_on_conflict
+from workflows.decisions import event_type
 
 log = logging.getLogger(__name__)
 
@@ -149,26 +150,40 @@ def event_name(report: StatusReport, decision: ReportedDecision) -> str:
 
 
 def event_body(report: StatusReport, decision: ReportedDecision, canary: dict[str, Any]) -> dict[str, Any]:
+    return canary_event(
+        canary,
+        name=event_name(report, decision),
+        message=decision.message,
+        warning=decision.kind == "warning",
+        at=kube_time(decision.at),
+        reporter=(REPORTING_CONTROLLER, report.workflow_id),
+    )
+
+
+def canary_event(
+    canary: dict[str, Any], *, name: str, message: str, warning: bool, at: str, reporter: tuple[str, str]
+) -> dict[str, Any]:
+    """A core v1 Event on a Canary as Flagger records it (reason Synced, source flagger)."""
     metadata = canary.get("metadata", {})
-    at = kube_time(decision.at)
+    component, instance = reporter
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": event_name(report, decision), "namespace": report.namespace},
+        "metadata": {"name": name, "namespace": metadata.get("namespace")},
         "involvedObject": {
-            "apiVersion": report.canary_api_version,
+            "apiVersion": canary.get("apiVersion"),
             "kind": "Canary",
-            "name": report.name,
-            "namespace": report.namespace,
+            "name": metadata.get("name"),
+            "namespace": metadata.get("namespace"),
             "uid": metadata.get("uid"),
             "resourceVersion": metadata.get("resourceVersion"),
         },
         "reason": EVENT_REASON,
-        "message": decision.message,
-        "type": "Warning" if decision.kind == "warning" else "Normal",
+        "message": message,
+        "type": event_type(warning),
         "source": {"component": EVENT_SOURCE_COMPONENT},
-        "reportingComponent": REPORTING_CONTROLLER,
-        "reportingInstance": report.workflow_id[:128],
+        "reportingComponent": component,
+        "reportingInstance": instance[:128],
         "firstTimestamp": at,
         "lastTimestamp": at,
         "count": 1,
