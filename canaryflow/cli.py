@@ -29,10 +29,9 @@ from canaryflow import shared
 from canaryflow.loader import LoadResult, load_files
 from canaryflow.progress import FollowTimeout, follow, state_table
 from canaryflow.settings import Settings, load_settings
+from canaryflow.shared import EXIT_INVALID, EXIT_OK, EXIT_ROLLED_BACK, EXIT_UNREACHABLE
 from canaryflow.spec import AlertProvider, Canary, MetricTemplate
 from canaryflow.temporal_client import TemporalUnavailable, connect
-
-EXIT_OK, EXIT_ROLLED_BACK, EXIT_INVALID, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 app = typer.Typer(
     name="canaryflow",
@@ -247,10 +246,6 @@ def release(
             code = await follow(client, started.workflow_id, timeout, out, err)
         except FollowTimeout as error:
             raise CliError(str(error)) from error
-        if on_cluster and code == EXIT_ROLLED_BACK:
-            from canaryflow.kube_release import exit_code_for, release_outcome
-
-            code = exit_code_for(await release_outcome(client, started.workflow_id))
         return code
 
     raise typer.Exit(_run(go))

@@ -18,21 +18,20 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from urllib3.exceptions import HTTPError
 
-from activities.kube import configs, rest
+from activities.kube import rest
 from activities.kube.client import KubeConfigMissing, load_api_client
 from activities.kube.names import primary_name
 from activities.kube.podspec import set_container_image
-from activities.kube.revision import template_and_configs_revision
+from activities.kube.revision import pod_template_and_configs_revision
 from canaryflow.settings import Settings
 from canaryflow.spec import Canary
 from workflows.model import ReleaseRequest
 
 CLUSTER_TARGET_KINDS = ("Deployment", "DaemonSet")
-EXIT_OK, EXIT_ROLLED_BACK, EXIT_INVALID, EXIT_UNREACHABLE = 0, 1, 2, 3
+from canaryflow.shared import EXIT_INVALID, EXIT_UNREACHABLE  # noqa: E402
 
 
 class KubeReleaseError(Exception):
@@ -102,8 +101,7 @@ def cluster_release(api_client: k8s.ApiClient, request: ReleaseRequest, image: s
         if update is not None and has_primary:
             _patch_image(api_client, canary, update)
             update = ImageUpdate(update.container, update.previous_image, update.image, applied_now=True)
-    tracked = configs.as_tracked(configs.target_configs(api_client, namespace, template))
-    revision = template_and_configs_revision(template, tracked)
+    revision = pod_template_and_configs_revision(api_client, namespace, template)
     return ClusterRelease(request.model_copy(update={"revision": revision, "image": image}), update)
 
 
@@ -138,20 +136,3 @@ def prepare_cluster_release(settings: Settings, request: ReleaseRequest, image: 
             api_client.close()
     except (KubeConfigMissing, ApiException, ApplicationError, HTTPError, OSError) as error:
         raise _cluster_error(error, canary) from error
-
-
-async def release_outcome(client: Client, workflow_id: str) -> str:
-    """The phase a finished release ended in ('Failed' when it was rolled back)."""
-    from workflows.release import CanaryRelease
-
-    handle = client.get_workflow_handle_for(CanaryRelease.run, workflow_id)
-    try:
-        result = await handle.result()
-    except WorkflowFailureError:
-        return "Failed"
-    return result.phase
-
-
-def exit_code_for(phase: str) -> int:
-    """Succeeded, or Initialized (first sight of a canary: the primary was bootstrapped from the new version)."""
-    return EXIT_OK if phase in ("Succeeded", "Initialized") else EXIT_ROLLED_BACK

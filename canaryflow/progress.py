@@ -12,7 +12,7 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-EXIT_OK, EXIT_ROLLED_BACK = 0, 1
+from canaryflow.shared import EXIT_OK, EXIT_ROLLED_BACK, SUCCESSFUL_END_PHASES
 
 
 class FollowTimeout(Exception):
@@ -76,7 +76,7 @@ async def follow(client: Client, workflow_id: str, timeout: float, out: Console,
         err.print(f"[red]rolled back:[/red] {message}", highlight=False, soft_wrap=True)
         return EXIT_ROLLED_BACK
     out.print(f"[green]{result.phase}[/green]: {result.message}", highlight=False)
-    return EXIT_OK if result.phase == "Succeeded" else EXIT_ROLLED_BACK
+    return EXIT_OK if result.phase in SUCCESSFUL_END_PHASES else EXIT_ROLLED_BACK
 
 
 class _NoLive:

@@ -21,3 +21,9 @@ def release_workflow_id(namespace: str, name: str, cluster: str | None = None) -
     """One running release per canary: the server enforces uniqueness of this id."""
     base = f"canary/{namespace}/{name}"
     return f"{cluster}/{base}" if cluster else base
+
+
+# Exit codes of `canaryflow release --wait` and the other commands (CI scripts rely on them).
+EXIT_OK, EXIT_ROLLED_BACK, EXIT_INVALID, EXIT_UNREACHABLE = 0, 1, 2, 3
+# Phases a release may end in without a rollback: promoted, or first sight of a canary (nothing to analyse).
+SUCCESSFUL_END_PHASES = ("Succeeded", "Initialized")

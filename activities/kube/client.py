@@ -38,10 +38,10 @@ class KubeConfigMissing(RuntimeError):
     """No kubeconfig and not running in a cluster."""
 
 
-def load_api_client(settings: Settings | None = None, *, kubeconfig: Path | None = None) -> k8s.ApiClient:
-    """An ApiClient from `kubeconfig`, settings.kubeconfig, $KUBECONFIG, ~/.kube/config or the in-cluster account."""
+def load_api_client(settings: Settings | None = None) -> k8s.ApiClient:
+    """An ApiClient from settings.kubeconfig, $KUBECONFIG, ~/.kube/config or the in-cluster account."""
     context = settings.kube_context if settings is not None else None
-    path = kubeconfig or (settings.kubeconfig if settings is not None else None) or default_kubeconfig()
+    path = (settings.kubeconfig if settings is not None else None) or default_kubeconfig()
     if path is not None:
         if not Path(path).is_file():
             raise KubeConfigMissing(f"kubeconfig {path} does not exist (set CANARYFLOW_KUBECONFIG or KUBECONFIG)")

@@ -90,7 +90,12 @@ def tracked_configs(api_client: ApiClient, canary: Canary) -> dict[str, str]:
 
 def workload_revision(api_client: ApiClient, canary: Canary) -> str:
     """Revision of the target: its pod template plus its tracked configs. Blocking; replicas do not count."""
-    target = _read_target(api_client, canary)
-    template = target["spec"]["template"]
-    refs = config_tracking.target_configs(api_client, canary.metadata.namespace, template)
+    return pod_template_and_configs_revision(
+        api_client, canary.metadata.namespace, _read_target(api_client, canary)["spec"]["template"]
+    )
+
+
+def pod_template_and_configs_revision(api_client: ApiClient, namespace: str, template: Mapping[str, Any]) -> str:
+    """Revision of a pod template (as it is, or about to be written) with the configs it tracks. Blocking."""
+    refs = config_tracking.target_configs(api_client, namespace, template)
     return template_and_configs_revision(template, config_tracking.as_tracked(refs))
