@@ -22,8 +22,18 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.secrets import SECRETS_DIR_ENV
 from canaryflow.devserver import ensure_search_attributes
 from canaryflow.shared import SEARCH_ATTRIBUTES
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty directory that `activities.secrets.read_secret` reads secrets from."""
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    monkeypatch.setenv(SECRETS_DIR_ENV, str(directory))
+    return directory
 
 
 def free_port() -> int:

@@ -74,20 +74,3 @@ def haproxy_observer(
         window_floor_seconds=window_floor_seconds,
         timeout_seconds=timeout_seconds,
     )
-
-
-def http_observer(
-    router: str,
-    metrics_server: str,
-    *,
-    window_floor_seconds: float = DEFAULT_WINDOW_FLOOR_SECONDS,
-    timeout_seconds: float = 5.0,
-) -> PrometheusObserver:
-    """Flagger's HttpObserver, used by the `kubernetes` and `gatewayapi` routers."""
-    return PrometheusObserver(
-        router,
-        HTTP_QUERIES,
-        metrics_server,
-        window_floor_seconds=window_floor_seconds,
-        timeout_seconds=timeout_seconds,
-    )

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from activities.contracts import ReleaseTarget, Routes, SessionAffinityRoute, SetRoutes
 from activities.kube import rest
+from activities.kube.labels import KUBECTL_LAST_APPLIED_ANNOTATION
 from activities.kube.names import apex_service_name, canary_service_name, primary_service_name
 from activities.routers import kube_affinity as sticky
 from activities.routers import kube_objects as ko
@@ -335,12 +336,12 @@ class IstioRouter(ko.BlockingRouter):
         def update(existing: Object) -> Object | None:
             current_annotations: dict[str, str] = (existing.get("metadata") or {}).get("annotations") or {}
             wanted_annotations = dict(annotations)
-            for kept in (ko.KUBECTL_LAST_APPLIED_ANNOTATION, ko.ORIGINAL_CONFIGURATION_ANNOTATION):
+            for kept in (KUBECTL_LAST_APPLIED_ANNOTATION, ko.ORIGINAL_CONFIGURATION_ANNOTATION):
                 if kept in current_annotations:
                     wanted_annotations[kept] = current_annotations[kept]
             current_spec: Object = existing.get("spec") or {}
             same_spec = comparable_spec(canary, current_spec) == comparable_spec(canary, desired)
-            if not same_spec and ko.KUBECTL_LAST_APPLIED_ANNOTATION not in wanted_annotations:
+            if not same_spec and KUBECTL_LAST_APPLIED_ANNOTATION not in wanted_annotations:
                 # What the VirtualService was before this change, so `finalize` can give it back.
                 wanted_annotations[ko.ORIGINAL_CONFIGURATION_ANNOTATION] = json.dumps(
                     current_spec, separators=(",", ":")
@@ -389,8 +390,8 @@ class IstioRouter(ko.BlockingRouter):
         def restore(existing: Object) -> Object | None:
             annotations = existing.get("metadata", {}).get("annotations") or {}
             try:
-                if ko.KUBECTL_LAST_APPLIED_ANNOTATION in annotations:
-                    stored = json.loads(annotations[ko.KUBECTL_LAST_APPLIED_ANNOTATION]).get("spec") or {}
+                if KUBECTL_LAST_APPLIED_ANNOTATION in annotations:
+                    stored = json.loads(annotations[KUBECTL_LAST_APPLIED_ANNOTATION]).get("spec") or {}
                 elif ko.ORIGINAL_CONFIGURATION_ANNOTATION in annotations:
                     stored = json.loads(annotations[ko.ORIGINAL_CONFIGURATION_ANNOTATION])
                 else:

@@ -27,7 +27,6 @@ Object = rest.JsonObject
 # Flagger's filterMetadata: keeps Flux from reverting the objects Flagger manages.
 KUSTOMIZE_RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
 HELM_DRIFT_DETECTION_ANNOTATION = "helm.toolkit.fluxcd.io/driftDetection"
-KUBECTL_LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 ORIGINAL_CONFIGURATION_ANNOTATION = "flagger.kubernetes.io/original-configuration"
 
 ERR_ROUTES_NOT_READY = "RoutesNotReady"  # retryable: the routing object is missing its routes or not accepted yet

@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ERR_NOT_FOUND, ReleaseTarget, Routes, SetRoutes
 from activities.kube import rest
+from activities.kube.labels import KUBECTL_LAST_APPLIED_ANNOTATION
 from activities.kube.names import apex_service_name, canary_service_name
 from activities.routers import kube_objects as ko
 from activities.routers.kube_objects import Object
@@ -63,7 +64,7 @@ class Annotations:
         kept = {
             key: value
             for key, value in ko.managed_annotations(annotations).items()
-            if self.key("canary") not in key and ko.KUBECTL_LAST_APPLIED_ANNOTATION not in key
+            if self.key("canary") not in key and KUBECTL_LAST_APPLIED_ANNOTATION not in key
         }
         return {**kept, self.key("canary"): "true", self.key("canary-weight"): "0"}
 

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from activities import webhooks
-from activities.secrets import SECRETS_DIR_ENV
 from tests.helpers.http_receiver import HttpReceiver
 
 
@@ -15,14 +13,6 @@ from tests.helpers.http_receiver import HttpReceiver
 def receiver() -> Iterator[HttpReceiver]:
     with HttpReceiver() as running:
         yield running
-
-
-@pytest.fixture
-def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "secrets"
-    directory.mkdir()
-    monkeypatch.setenv(SECRETS_DIR_ENV, str(directory))
-    return directory
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ from temporalio.exceptions import ApplicationError
 from activities import contracts as c
 from activities import dispatch
 from activities.metrics.base import BUILTIN_OBSERVERS, METRIC_PROVIDERS
-from activities.metrics.builtin_haproxy import haproxy_observer, http_observer
+from activities.metrics.builtin_haproxy import haproxy_observer
+from activities.metrics.builtins import builtin_observers
 from activities.metrics.prometheus import (
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
@@ -39,6 +40,7 @@ from activities.metrics.prometheus import (
 from activities.secrets import SECRETS_DIR_ENV
 from canaryflow.loader import parse_resource
 from canaryflow.spec import Canary, MetricTemplate
+from tests.helpers.errors import raised
 from tests.helpers.exporter import Histogram, MetricsExporter
 from tests.helpers.http_receiver import HttpReceiver, RecordedRequest, ScriptedResponse
 from tests.local.prometheus_fixture import (
@@ -103,12 +105,6 @@ def metric_query(
         interval=interval,
         since_last_route_change_seconds=since_change,
     )
-
-
-async def raised(coroutine: Any) -> ApplicationError:
-    with pytest.raises(ApplicationError) as caught:
-        await coroutine
-    return caught.value
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -191,7 +187,7 @@ def test_haproxy_duration_is_the_canary_apps_p99_in_milliseconds() -> None:
 
 
 def test_http_observer_renders_flaggers_pod_selectors() -> None:
-    rendered = http_observer("kubernetes", "http://prom:9090").query(metric_query("podinfo"))
+    rendered = builtin_observers("http://prom:9090")["kubernetes"].query(metric_query("podinfo"))
     assert 'kubernetes_namespace="shop"' in rendered
     assert 'kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"' in rendered
     assert 'status!~"5.*"' in rendered

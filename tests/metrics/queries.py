@@ -6,11 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-from temporalio.exceptions import ApplicationError
-
 from activities import contracts as c
-from activities.secrets import SECRETS_DIR_ENV
 from canaryflow.loader import parse_resource
 from canaryflow.spec import Canary, MetricTemplate
 
@@ -78,22 +74,7 @@ def metric_query(
     )
 
 
-@pytest.fixture
-def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty directory that `activities.secrets.read_secret` reads secrets from."""
-    directory = tmp_path / "secrets"
-    directory.mkdir()
-    monkeypatch.setenv(SECRETS_DIR_ENV, str(directory))
-    return directory
-
-
 def write_secret(secrets_dir: Path, name: str, data: dict[str, str]) -> None:
     directory = secrets_dir / NAMESPACE
     directory.mkdir(exist_ok=True)
     (directory / f"{name}.json").write_text(json.dumps(data), encoding="utf-8")
-
-
-async def raised(coroutine: Any) -> ApplicationError:
-    with pytest.raises(ApplicationError) as caught:
-        await coroutine
-    return caught.value

@@ -19,8 +19,9 @@ from activities.metrics.prometheus import (
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
 from canaryflow.spec import MetricTemplate
+from tests.helpers.errors import raised
 from tests.helpers.http_receiver import HttpReceiver, ScriptedResponse
-from tests.metrics.queries import metric_query, metric_template, raised
+from tests.metrics.queries import metric_query, metric_template
 from tests.metrics.standins.cloudwatch import REGION, MotoCloudWatch
 
 ACCESS_KEY = "AKIAEXAMPLE7Q2W3E4R5"

@@ -17,8 +17,9 @@ from activities.metrics.prometheus import (
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
 from canaryflow.spec import MetricTemplate
+from tests.helpers.errors import raised
 from tests.helpers.http_receiver import ScriptedResponse
-from tests.metrics.queries import metric_query, metric_template, raised, write_secret
+from tests.metrics.queries import metric_query, metric_template, write_secret
 from tests.metrics.standins.datadog import DatadogStandIn
 
 API_KEY = "dd-api-4f1c9e77"

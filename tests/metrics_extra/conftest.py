@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.metrics.queries import NAMESPACE, secrets_dir
+from tests.metrics.queries import NAMESPACE
 
-__all__ = ["SecretStore", "secrets", "secrets_dir"]
+__all__ = ["SecretStore", "secrets"]
 
 
 class SecretStore:

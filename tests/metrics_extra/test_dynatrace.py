@@ -17,7 +17,8 @@ from activities.metrics.prometheus import (
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
 from tests.conftest import free_port
-from tests.metrics.queries import metric_query, metric_template, raised
+from tests.helpers.errors import raised
+from tests.metrics.queries import metric_query, metric_template
 from tests.metrics_extra.conftest import SecretStore
 from tests.metrics_extra.standins.dynatrace import DynatraceStandIn, series
 from tests.metrics_extra.standins.server import serving

@@ -14,7 +14,8 @@ from activities.metrics.prometheus import (
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
-from tests.metrics.queries import metric_query, metric_template, raised
+from tests.helpers.errors import raised
+from tests.metrics.queries import metric_query, metric_template
 from tests.metrics_extra.standins.kube_api import WORKER_TOKEN, KubeApiStandIn, api_client, keptn_metric
 from tests.metrics_extra.standins.server import serving
 

@@ -18,7 +18,8 @@ from activities.metrics.prometheus import (
 )
 from activities.metrics.splunk import SplunkProvider, api_address, stream_address
 from tests.conftest import free_port
-from tests.metrics.queries import metric_query, metric_template, raised
+from tests.helpers.errors import raised
+from tests.metrics.queries import metric_query, metric_template
 from tests.metrics_extra.conftest import SecretStore
 from tests.metrics_extra.standins.server import serving
 from tests.metrics_extra.standins.signalflow import SignalFlowStandIn

@@ -20,7 +20,8 @@ from activities.metrics.prometheus import (
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
 from activities.metrics.stackdriver import MONITORING_READ_SCOPE, StackdriverProvider
-from tests.metrics.queries import metric_query, metric_template, raised
+from tests.helpers.errors import raised
+from tests.metrics.queries import metric_query, metric_template
 from tests.metrics_extra.conftest import SecretStore
 from tests.metrics_extra.standins.cloud_monitoring import MonitoringStandIn, TokenEndpoint, series
 from tests.metrics_extra.standins.server import serving
