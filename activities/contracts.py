@@ -33,6 +33,11 @@ ERR_PROGRESS_DEADLINE = "ProgressDeadlineExceeded"  # non-retryable
 ERR_INVALID_SPEC = "InvalidSpec"  # non-retryable
 ERR_NOT_FOUND = "TargetNotFound"  # non-retryable
 ERR_PROVIDER_UNKNOWN = "ProviderNotRegistered"  # non-retryable
+# Metric providers' errors (activities/metrics/*).
+ERR_METRIC_AUTH_FAILED = "MetricAuthFailed"  # non-retryable: 401/403, or the secretRef cannot be used
+ERR_METRIC_QUERY_INVALID = "MetricQueryInvalid"  # non-retryable: the query was rejected or gave the wrong shape
+ERR_METRIC_QUERY_FAILED = "MetricQueryFailed"  # non-retryable: any other 4xx, or an answer that is not the API's
+ERR_METRIC_SERVER_UNAVAILABLE = "MetricServerUnavailable"  # retryable: timeout, connection error, 5xx, 429
 NON_RETRYABLE_ERRORS = [ERR_PROGRESS_DEADLINE, ERR_INVALID_SPEC, ERR_NOT_FOUND, ERR_PROVIDER_UNKNOWN]
 
 

@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from activities.contracts import MetricQuery
 from activities.metrics.base import BuiltinMetrics
 from activities.metrics.builtin_haproxy import HTTP_QUERIES, POD_SELECTOR, haproxy_observer
+from activities.metrics.common import collapse_whitespace
 from activities.metrics.prometheus import (
     DEFAULT_WINDOW_FLOOR_SECONDS,
     QUERY_TIMEOUT_SECONDS,
     PrometheusObserver,
-    collapse_whitespace,
     windowed,
 )
 from activities.metrics.render import render_query, template_model
@@ -206,7 +206,7 @@ class SkipperObserver(PrometheusObserver):
         )
         template = self.queries[query.metric_name].replace("$route", route)
         # Only `{{ interval }}` is left to render, which every model has.
-        return collapse_whitespace(render_query(template, windowed(query, self.window_floor_seconds))).strip()
+        return collapse_whitespace(render_query(template, windowed(query, self.window_floor_seconds)))
 
 
 def builtin_observers(

@@ -30,7 +30,7 @@ import botocore.session
 from botocore.config import Config
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import MetricQuery
+from activities.contracts import ERR_METRIC_QUERY_INVALID, MetricQuery
 from activities.metrics.common import (
     LOOKBACK_INTERVALS,
     QUERY_TIMEOUT_SECONDS,
@@ -48,7 +48,6 @@ from activities.metrics.common import (
     unavailable,
     unreachable,
 )
-from activities.metrics.prometheus import ERR_METRIC_QUERY_INVALID
 from canaryflow.spec import MetricTemplate
 
 PROVIDER = "cloudwatch"

@@ -18,12 +18,13 @@ import httpx
 import urllib3
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import ERR_INVALID_SPEC, MetricQuery
-from activities.metrics.prometheus import (
+from activities.contracts import (
+    ERR_INVALID_SPEC,
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
+    MetricQuery,
 )
 from activities.secrets import SecretError, read_secret
 from canaryflow.durations import parse_duration
@@ -33,7 +34,7 @@ QUERY_TIMEOUT_SECONDS = 5.0
 DETAIL_LIMIT = 300
 LOOKBACK_INTERVALS = 10  # Flagger's CloudWatch, Datadog, Dynatrace and Splunk providers look back ten intervals
 
-_RETRYABLE_STATUS = frozenset({408, 429})
+RETRYABLE_STATUS = frozenset({408, 429})
 _OS_ERROR_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -256,7 +257,7 @@ def http_error(
         return auth_failed(f"{service} refused the credentials (HTTP {status}: {detail}); {auth_hint}")
     if status in set(invalid_status):
         return query_invalid(f"{service} rejected the query (HTTP {status}: {detail}): {query}")
-    if status >= 500 or status in _RETRYABLE_STATUS:
+    if status >= 500 or status in RETRYABLE_STATUS:
         return unavailable(f"{service} answered HTTP {status}: {detail}")
     return query_failed(f"{service} answered HTTP {status}: {detail}; check provider.address")
 

@@ -24,7 +24,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import MetricQuery
+from activities.contracts import ERR_METRIC_QUERY_INVALID, MetricQuery
 from activities.metrics.common import (
     excerpt,
     http_address,
@@ -36,7 +36,6 @@ from activities.metrics.common import (
     template_of,
     urllib3_transport_errors,
 )
-from activities.metrics.prometheus import ERR_METRIC_QUERY_INVALID
 
 PROVIDER = "influxdb"
 TOKEN_SECRET_KEY = "token"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,25 +25,27 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from temporalio.exceptions import ApplicationError
 from urllib3.util.retry import Retry
 
-from activities.contracts import ERR_INVALID_SPEC, MetricQuery
+from activities.contracts import (
+    ERR_METRIC_AUTH_FAILED,
+    ERR_METRIC_QUERY_FAILED,
+    ERR_METRIC_QUERY_INVALID,
+    MetricQuery,
+)
+from activities.metrics.common import (
+    RETRYABLE_STATUS,
+    collapse_whitespace,
+    invalid_spec,
+    transport_reason,
+    unavailable,
+)
 from activities.metrics.render import TemplateError, render_query
 from activities.secrets import SecretError, read_secret
 from canaryflow.durations import parse_duration
-
-# ApplicationError types raised by this provider.
-ERR_METRIC_AUTH_FAILED = "MetricAuthFailed"  # non-retryable: 401/403, or the secretRef cannot be used
-ERR_METRIC_QUERY_INVALID = "MetricQueryInvalid"  # non-retryable: PromQL rejected (400/422) or wrong result type
-ERR_METRIC_QUERY_FAILED = "MetricQueryFailed"  # non-retryable: any other 4xx, or an answer that is not the API's
-ERR_METRIC_SERVER_UNAVAILABLE = "MetricServerUnavailable"  # retryable: timeout, connection error, 5xx, 429
 
 QUERY_TIMEOUT_SECONDS = 5.0
 ONLINE_QUERY = "vector(1)"
 # Two scrape intervals of the local stack (1 s): `rate()` needs at least two samples inside the window.
 DEFAULT_WINDOW_FLOOR_SECONDS = 2.0
-
-_WHITESPACE = re.compile(r"\s+")
-_RETRYABLE_STATUS = frozenset({408, 429})
-_OS_ERROR_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -82,10 +83,6 @@ def windowed(query: MetricQuery, floor_seconds: float = DEFAULT_WINDOW_FLOOR_SEC
     """`query` with `interval` replaced by its effective window, ready for `render_query`."""
     window = effective_window(query.interval, query.since_last_route_change_seconds, floor_seconds)
     return query if window == query.interval else query.model_copy(update={"interval": window})
-
-
-def collapse_whitespace(promql: str) -> str:
-    return _WHITESPACE.sub(" ", promql)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -132,7 +129,7 @@ class PrometheusProvider:
     def _endpoint(self, query: MetricQuery) -> _Endpoint:
         if query.template is None:
             if not self.address:
-                raise _invalid_spec(f"no Prometheus address for builtin metric {query.metric_name}")
+                raise invalid_spec(f"no Prometheus address for builtin metric {query.metric_name}")
             return _Endpoint(_checked_address(self.address, "the metrics server"), {}, None, True)
         template = query.template
         settings = template.spec.provider
@@ -171,7 +168,7 @@ class PrometheusProvider:
         except PrometheusApiClientException:
             raise _http_error(endpoint, promql, responses[-1]) from None
         except requests.Timeout:
-            raise _unavailable(
+            raise unavailable(
                 f"Prometheus at {endpoint.display} did not answer within {self.timeout_seconds:g}s"
             ) from None
         except (ValueError, KeyError, TypeError):
@@ -182,7 +179,7 @@ class PrometheusProvider:
                 non_retryable=True,
             ) from None
         except requests.RequestException as error:
-            raise _unavailable(f"cannot reach Prometheus at {endpoint.display}: {_reason(error)}") from None
+            raise unavailable(f"cannot reach Prometheus at {endpoint.display}: {transport_reason(error)}") from None
         finally:
             session.close()
 
@@ -209,7 +206,7 @@ def _credentials(secret_name: str, namespace: str, where: str) -> dict[str, str]
 def _checked_address(address: str, what: str) -> str:
     parts = urlsplit(address)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _invalid_spec(f"{what} {address!r} is not an http(s) URL")
+        raise invalid_spec(f"{what} {address!r} is not an http(s) URL")
     return address
 
 
@@ -251,8 +248,8 @@ def _http_error(endpoint: _Endpoint, promql: str, response: Any) -> ApplicationE
             type=ERR_METRIC_QUERY_INVALID,
             non_retryable=True,
         )
-    if status >= 500 or status in _RETRYABLE_STATUS:
-        return _unavailable(f"Prometheus at {endpoint.display} answered HTTP {status}: {detail}")
+    if status >= 500 or status in RETRYABLE_STATUS:
+        return unavailable(f"Prometheus at {endpoint.display} answered HTTP {status}: {detail}")
     return ApplicationError(
         f"Prometheus at {endpoint.display} answered HTTP {status}: {detail}; check the address",
         type=ERR_METRIC_QUERY_FAILED,
@@ -272,25 +269,12 @@ def _prometheus_error(response: Any) -> str:
     return text.strip()[:200] or response.reason or "no body"
 
 
-def _reason(error: Exception) -> str:
-    match = _OS_ERROR_REASON.search(str(error))
-    return match.group(1).strip() if match else type(error).__name__
-
-
 def _wrong_result(promql: str, endpoint: _Endpoint, what: str) -> ApplicationError:
     return ApplicationError(
         f"Prometheus at {endpoint.display} returned {what}: {promql}",
         type=ERR_METRIC_QUERY_INVALID,
         non_retryable=True,
     )
-
-
-def _unavailable(message: str) -> ApplicationError:
-    return ApplicationError(message, type=ERR_METRIC_SERVER_UNAVAILABLE)
-
-
-def _invalid_spec(message: str) -> ApplicationError:
-    return ApplicationError(message, type=ERR_INVALID_SPEC, non_retryable=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -323,14 +307,14 @@ class PrometheusObserver:
         template = self.queries.get(query.metric_name)
         if template is None:
             known = ", ".join(sorted(self.queries))
-            raise _invalid_spec(
+            raise invalid_spec(
                 f"metric {query.metric_name} has no templateRef and is not a builtin metric of provider "
                 f"{self.router} (builtin: {known})"
             )
         try:
-            return collapse_whitespace(render_query(template, windowed(query, self.window_floor_seconds))).strip()
+            return collapse_whitespace(render_query(template, windowed(query, self.window_floor_seconds)))
         except TemplateError as error:
-            raise _invalid_spec(str(error)) from error
+            raise invalid_spec(str(error)) from error
 
     def provider(self, query: MetricQuery) -> PrometheusProvider:
         address = query.target.canary.spec.metrics_server or self.metrics_server

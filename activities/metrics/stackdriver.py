@@ -32,7 +32,7 @@ from google.cloud.monitoring_v3.services.query_service.transports.grpc import Qu
 from google.oauth2 import service_account
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import MetricQuery
+from activities.contracts import ERR_METRIC_QUERY_INVALID, MetricQuery
 from activities.metrics.common import (
     auth_failed,
     describe,
@@ -43,7 +43,6 @@ from activities.metrics.common import (
     template_of,
     unavailable,
 )
-from activities.metrics.prometheus import ERR_METRIC_QUERY_INVALID
 from canaryflow.spec import MetricTemplate
 
 PROVIDER = "stackdriver"

@@ -25,18 +25,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
 from activities import dispatch
-from activities.metrics.base import BUILTIN_OBSERVERS, METRIC_PROVIDERS
-from activities.metrics.builtin_haproxy import haproxy_observer
-from activities.metrics.builtins import builtin_observers
-from activities.metrics.prometheus import (
+from activities.contracts import (
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
-    PrometheusProvider,
-    duration_seconds,
-    effective_window,
 )
+from activities.metrics.base import BUILTIN_OBSERVERS, METRIC_PROVIDERS
+from activities.metrics.builtin_haproxy import haproxy_observer
+from activities.metrics.builtins import builtin_observers
+from activities.metrics.prometheus import PrometheusProvider, duration_seconds, effective_window
 from activities.secrets import SECRETS_DIR_ENV
 from canaryflow.loader import parse_resource
 from canaryflow.spec import Canary, MetricTemplate

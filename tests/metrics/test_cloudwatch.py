@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from activities.contracts import ERR_INVALID_SPEC
-from activities.metrics.cloudwatch import CloudWatchProvider
-from activities.metrics.prometheus import (
+from activities.contracts import (
+    ERR_INVALID_SPEC,
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
+from activities.metrics.cloudwatch import CloudWatchProvider
 from canaryflow.spec import MetricTemplate
 from tests.helpers.errors import raised
 from tests.helpers.http_receiver import HttpReceiver, ScriptedResponse

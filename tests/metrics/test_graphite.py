@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from activities.contracts import ERR_INVALID_SPEC
-from activities.metrics.graphite import GraphiteProvider
-from activities.metrics.prometheus import (
+from activities.contracts import (
+    ERR_INVALID_SPEC,
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
+from activities.metrics.graphite import GraphiteProvider
 from canaryflow.spec import MetricTemplate
 from tests.helpers.errors import raised
 from tests.helpers.http_receiver import ScriptedResponse

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from activities.metrics.newrelic import NewRelicProvider
-from activities.metrics.prometheus import (
+from activities.contracts import (
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
 )
+from activities.metrics.newrelic import NewRelicProvider
 from canaryflow.spec import MetricTemplate
 from tests.helpers.errors import raised
 from tests.helpers.http_receiver import ScriptedResponse

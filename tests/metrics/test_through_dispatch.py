@@ -9,10 +9,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import dispatch
-from activities.contracts import ERR_INVALID_SPEC, MetricValue
+from activities.contracts import ERR_INVALID_SPEC, ERR_METRIC_AUTH_FAILED, MetricValue
 from activities.metrics.base import METRIC_PROVIDERS
 from activities.metrics.newrelic import NewRelicProvider
-from activities.metrics.prometheus import ERR_METRIC_AUTH_FAILED
 from tests.metrics.queries import metric_query, metric_template, write_secret
 from tests.metrics.standins.newrelic import NewRelicStandIn
 

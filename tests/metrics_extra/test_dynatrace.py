@@ -8,14 +8,15 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from activities.contracts import ERR_INVALID_SPEC, MetricQuery
-from activities.metrics.dynatrace import DynatraceProvider
-from activities.metrics.prometheus import (
+from activities.contracts import (
+    ERR_INVALID_SPEC,
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
+    MetricQuery,
 )
+from activities.metrics.dynatrace import DynatraceProvider
 from tests.conftest import free_port
 from tests.helpers.errors import raised
 from tests.metrics.queries import metric_query, metric_template

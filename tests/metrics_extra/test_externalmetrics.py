@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from activities.contracts import MetricQuery
-from activities.metrics.externalmetrics import ExternalMetricsProvider, parse_external_metrics_query
-from activities.metrics.prometheus import (
+from activities.contracts import (
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
+    MetricQuery,
 )
+from activities.metrics.externalmetrics import ExternalMetricsProvider, parse_external_metrics_query
 from tests.helpers.errors import raised
 from tests.metrics.queries import metric_query, metric_template
 from tests.metrics_extra.conftest import SecretStore

@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from activities.contracts import MetricQuery
-from activities.metrics.keptn import KeptnProvider, KeptnQuery, parse_keptn_query
-from activities.metrics.prometheus import (
+from activities.contracts import (
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
+    MetricQuery,
 )
+from activities.metrics.keptn import KeptnProvider, KeptnQuery, parse_keptn_query
 from tests.helpers.errors import raised
 from tests.metrics.queries import metric_query, metric_template
 from tests.metrics_extra.standins.kube_api import WORKER_TOKEN, KubeApiStandIn, api_client, keptn_metric

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from activities.contracts import MetricQuery
-from activities.metrics.prometheus import (
+from activities.contracts import (
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
+    MetricQuery,
 )
 from activities.metrics.splunk import SplunkProvider, api_address, stream_address
 from tests.conftest import free_port

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from activities.contracts import MetricQuery
-from activities.metrics.prometheus import (
+from activities.contracts import (
     ERR_METRIC_AUTH_FAILED,
     ERR_METRIC_QUERY_FAILED,
     ERR_METRIC_QUERY_INVALID,
     ERR_METRIC_SERVER_UNAVAILABLE,
+    MetricQuery,
 )
 from activities.metrics.stackdriver import MONITORING_READ_SCOPE, StackdriverProvider
 from tests.helpers.errors import raised
