@@ -8,6 +8,7 @@ never blocks the worker's event loop. Writes follow Flagger's read-modify-write 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,12 +97,16 @@ def application_error(error: ApiException) -> ApplicationError:
     return ApplicationError(reason, type=ERR_KUBE_UNAVAILABLE)
 
 
-def _status_message(error: ApiException) -> str:
-    import json
-
+def status_message(error: ApiException) -> str:
+    """The `message` of the API's Status body, else the HTTP reason (never the whole body)."""
     try:
-        body = json.loads(error.body or "{}")
+        body = json.loads(error.body or "")
     except ValueError:
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    return f"Kubernetes API {error.status} {error.reason}: {message or (error.body or '')[:300]}"
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return (error.reason or "").strip() or "no detail"
+
+
+def _status_message(error: ApiException) -> str:
+    return f"Kubernetes API {error.status} {error.reason}: {status_message(error)}"

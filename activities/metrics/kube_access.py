@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
+from activities.kube.client import status_message
 from activities.metrics.common import auth_failed, query_failed, query_invalid, unavailable
 
 
@@ -22,7 +22,7 @@ def single_attempt_client(api_client: k8s.ApiClient) -> k8s.ApiClient:
 
 def kube_api_error(error: ApiException, what: str, where: str, forbidden_fix: str) -> ApplicationError:
     """A typed metric error for an API error answering `what`, asked for by `where` (the MetricTemplate)."""
-    detail = _status_message(error)
+    detail = status_message(error)
     status = error.status or 0
     if status in (401, 403):
         return auth_failed(f"the Kubernetes API refused {what} for {where} (HTTP {status}: {detail}); {forbidden_fix}")
@@ -33,14 +33,3 @@ def kube_api_error(error: ApiException, what: str, where: str, forbidden_fix: st
     if status in (408, 429) or status >= 500:
         return unavailable(f"the Kubernetes API answered HTTP {status} for {what} ({where}): {detail}")
     return query_failed(f"the Kubernetes API answered HTTP {status} for {what} ({where}): {detail}")
-
-
-def _status_message(error: ApiException) -> str:
-    """The `message` of the API's Status body, else the HTTP reason."""
-    try:
-        body = json.loads(error.body or "")
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return (error.reason or "").strip() or "no detail"
