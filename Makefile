@@ -8,9 +8,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-packages:
-	@command -v haproxy >/dev/null && command -v prometheus >/dev/null && command -v hey >/dev/null || \
+	@# prometheus brings promtool; openssl makes the TLS webhook test's certificate; shellcheck checks the kind script.
+	@(for tool in haproxy prometheus promtool hey openssl shellcheck; do command -v $$tool >/dev/null || exit 1; done) || \
 		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends haproxy prometheus hey >/dev/null)
+			--no-install-recommends haproxy prometheus hey openssl shellcheck >/dev/null)
 	@# kubectl: a second, independent client against the in-memory API server (any kubectl on PATH will do).
 	@command -v kubectl >/dev/null || \
 		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
@@ -28,7 +29,7 @@ lint: setup
 	@if docker compose version >/dev/null 2>&1; then docker compose config --quiet; \
 		else echo "docker compose not installed: docker-compose.yml checked by tests/unit/test_compose.py only"; fi
 
-test-unit: setup
+test-unit: setup system-packages
 	$(UV) run pytest -q tests/unit tests/activities
 
 test-workflow: setup
